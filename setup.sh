@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates .venv/ at the repo root and installs the tested set of packages.
+# Safe to run again: it does nothing when the lock files have not changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "setup.sh: Python 3.11 is required (found $("$PY" --version 2>&1))" >&2
+    exit 2
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+STAMP=.venv/.tflite-int8-setup
+WANT="$(cat requirements.lock requirements-nodeps.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+    exit 0
+fi
+echo "setup.sh: installing the pinned packages into .venv/ (a few minutes the first time)" >&2
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# torch first, pinned: anything that lets pip choose torch itself pulls a multi-GB CUDA build.
+"${PIP[@]}" torch==2.13.0
+"${PIP[@]}" -r requirements.lock
+"${PIP[@]}" --no-deps -r requirements-nodeps.lock
+"${PIP[@]}" --no-deps --no-build-isolation -e .
+echo "$WANT" > "$STAMP"

@@ -1,0 +1,67 @@
+"""Shared fixtures: a network guard for the whole suite, tiny models, and conversions made once."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.models import TINY_SPEC, tiny
+from tflite_int8 import Recipe, convert
+from tflite_int8.calibrate import default_data_dir
+
+_REAL_CONNECT = socket.socket.connect
+_REAL_CONNECT_EX = socket.socket.connect_ex
+
+
+class NetworkUsed(RuntimeError):
+    pass
+
+
+def _guarded_connect(self, address):  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise NetworkUsed(f"test tried to open a network connection to {address}")
+    return _REAL_CONNECT(self, address)
+
+
+def _guarded_connect_ex(self, address):  # type: ignore[no-untyped-def]
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise NetworkUsed(f"test tried to open a network connection to {address}")
+    return _REAL_CONNECT_EX(self, address)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Active for the whole suite: any TCP/UDP connect fails the test that made it.
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def photos() -> Path:
+    return default_data_dir()
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    return TINY_SPEC
+
+
+@pytest.fixture(scope="session")
+def tiny_conversion(tmp_path_factory: pytest.TempPathFactory, photos: Path):
+    """The tiny model converted once: int8 I/O plus float32 and integer-with-float-I/O variants."""
+    out = tmp_path_factory.mktemp("conv") / "tiny"
+    return convert(tiny(), out, spec=TINY_SPEC, data=photos, views=2,
+                   recipe=Recipe(variants=("float32", "int8-float-io")))
+
+
+@pytest.fixture(scope="session")
+def tiny_conversion_uint8(tmp_path_factory: pytest.TempPathFactory, photos: Path):
+    out = tmp_path_factory.mktemp("conv") / "tiny_uint8"
+    return convert(tiny(), out, spec=TINY_SPEC, data=photos, views=2,
+                   recipe=Recipe(io_dtype="uint8", variants=("int8-float-io",)))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,184 @@
+"""`tflite-int8` command line: a thin layer over the Python API.
+
+The only place that prints or exits.  Exit codes: 0 success, 1 failed
+verification/parity, 2 user or input error (including an unconvertible model),
+130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+import warnings
+from typing import Any, Sequence
+
+
+class _TqdmProgress:
+    """Progress bars on stderr for long stages (calibration)."""
+
+    def __init__(self) -> None:
+        # A stream on a duplicate of fd 2: the bars stay visible while native logs on fd 2 are captured.
+        self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+
+    def __call__(self, description: str, total: int | None) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=description, unit="sample", file=self._stream, leave=False,
+                    disable=not self._stream.isatty())
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        vals = [int(v) for v in text.lower().replace("x", " ").replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
+    return (vals[0], vals[1])
+
+
+def _add_preprocess_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (overrides the preset or --spec file)")
+    g.add_argument("--preset", help="built-in spec: efficientnet-lite0, imagenet, mobilenet-v2, yolo")
+    g.add_argument("--spec", help="preprocessing spec file (.toml or .json)")
+    g.add_argument("--size", type=_size, help="input size: N or HxW")
+    g.add_argument("--resize", choices=["center-crop", "letterbox", "stretch"])
+    g.add_argument("--mean", type=_floats, help="per-channel mean in units of pixel/pixel-max, e.g. 0.485,0.456,0.406")
+    g.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    g.add_argument("--layout", choices=["NCHW", "NHWC"], help="layout of the model's float input (NCHW for PyTorch)")
+    g.add_argument("--channels", choices=["RGB", "BGR", "L"])
+    g.add_argument("--pixel-max", type=float, help="pixels are divided by this first (255: 0..1 input; 1: 0..255)")
+
+
+def _spec_from_args(args: argparse.Namespace) -> Any:
+    from .preprocess import PreprocessSpec, load_spec, preset
+
+    if args.preset and args.spec:
+        raise _UsageError("give either --preset or --spec, not both")
+    base = preset(args.preset) if args.preset else load_spec(args.spec) if args.spec else None
+    overrides = dict(size=args.size, resize=args.resize, mean=tuple(args.mean) if args.mean else None,
+                     std=tuple(args.std) if args.std else None, layout=args.layout, channels=args.channels,
+                     pixel_max=args.pixel_max)
+    if base is None and not any(v is not None for v in overrides.values()):
+        return None
+    return (base or PreprocessSpec()).with_overrides(**overrides)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tflite-int8", description="PyTorch/ONNX -> full-integer TFLite, verified.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="convert a model to full-integer TFLite")
+    c.add_argument("model", help="'package.module:factory' returning an nn.Module, or a path to an .onnx file")
+    c.add_argument("-o", "--out", required=True, help="output directory (must not exist unless --force)")
+    c.add_argument("--weights", help="checkpoint (.pt/.pth) to load into the PyTorch model")
+    c.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow checkpoints that contain pickled Python objects (runs code from the file)")
+    c.add_argument("--allow-partial-weights", action="store_true",
+                   help="convert even when conv/linear weights are missing from the checkpoint")
+    c.add_argument("--data", help="calibration data: a folder of images or a .npy of preprocessed inputs "
+                                  "(default: the bundled representative_data/)")
+    c.add_argument("--num-samples", type=int, help="calibration samples to use (default: all)")
+    c.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--io-dtype", choices=["int8", "uint8"], default="int8", help="model input/output type")
+    c.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
+    c.add_argument("--variants", default="", help="extra files: float32,float16,dynamic-range,int16x8")
+    c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
+    _add_preprocess_args(c)
+
+    d = sub.add_parser("demo", help="convert the embedded EfficientNet-Lite0 and report its int8 agreement")
+    d.add_argument("-o", "--out", default="demo_output", help="output directory (default demo_output)")
+    d.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+    i = sub.add_parser("inspect", help="what a .tflite really is: I/O dtypes, quantization, verdict")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "convert":
+        from .pipeline import convert
+        from .quantize import Recipe
+        from .report import conversion_summary
+
+        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants)
+        result = convert(args.model, args.out, spec=_spec_from_args(args), data=args.data, weights=args.weights,
+                         trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
+                         num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
+                         force=args.force, progress=_TqdmProgress())
+        print(json.dumps(result.report, indent=2) if args.json else conversion_summary(result.report, args.out))
+        return 0
+    if args.command == "demo":
+        from .demo import demo
+        from .report import demo_summary
+
+        print(demo_summary(demo(args.out, force=args.force, progress=_TqdmProgress())))
+        return 0
+    if args.command == "inspect":
+        from .inspect import describe
+
+        info = describe(args.model)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            print(f"{info['path']}: {info['verdict']} ({info['size_bytes'] / 1e6:.2f} MB)")
+            for kind in ("inputs", "outputs"):
+                for t in info[kind]:
+                    print(f"  {kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale']} "
+                          f"zero point {t['zero_point']}")
+            print("  ops: " + ", ".join(f"{k} x{v}" for k, v in info["op_histogram"].items()))
+            if info["float_ops"]:
+                print("  float ops: " + ", ".join(f"{k} x{v}" for k, v in info["float_ops"].items()))
+        return 0
+    raise _UsageError(f"unknown command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .errors import Int8Error, Int8Warning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, Int8Warning):
+            print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        return _run(args)
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Int8Error as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

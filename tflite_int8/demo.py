@@ -1,0 +1,48 @@
+"""The demo: the embedded EfficientNet-Lite0 to full-int8, and how well it agrees with the float model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .calibrate import ImageReader, default_data_dir
+from .images import list_images
+from .pipeline import ConversionResult, convert
+from .quantize import Recipe
+from .zoo import DEMO_MODEL, efficientnet_lite0
+
+DEMO_VIEWS = 5  # 24 photos x 5 views = 120 calibration samples
+
+
+def demo(out_dir: str | Path = "demo_output", *, force: bool = False,
+         progress: Callable[[str, int | None], Any] | None = None) -> dict[str, Any]:
+    """Convert the demo model (with a float32 variant for comparison); top-1 agreement on the bundled photos."""
+    result = convert(DEMO_MODEL, out_dir, views=DEMO_VIEWS, recipe=Recipe(variants=("float32",)), force=force,
+                     progress=progress)
+    return {"conversion": result, "agreement": agreement(result)}
+
+
+def agreement(result: ConversionResult, data: str | Path | None = None) -> dict[str, Any]:
+    """Top-1 agreement of the int8 model (through the adapter) with the float PyTorch model, per photo."""
+    import torch
+
+    from .adapter import Runner
+    from .pipeline import load_conversion
+
+    report, spec = load_conversion(result.out_dir)
+    listing = list_images(data or default_data_dir())
+    reader = ImageReader(listing.paths, spec)
+    model = efficientnet_lite0()
+    runner = Runner(result.int8_path, spec, trusted=True)
+    name = runner.output_names[0]
+    rows = []
+    for sample in reader:
+        with torch.no_grad():
+            ref = model(torch.from_numpy(sample.x)).numpy()[0]
+        got = runner(sample.pixels)[name][0]  # uint8 pixels: the adapter's integer-only path
+        rows.append({"image": sample.name, "float_top1": int(np.argmax(ref)), "int8_top1": int(np.argmax(got)),
+                     "cosine": float(np.dot(ref, got) / (np.linalg.norm(ref) * np.linalg.norm(got)))})
+    agree = float(np.mean([r["float_top1"] == r["int8_top1"] for r in rows]))
+    return {"images": len(rows), "top1_agreement": agree, "reference": "PyTorch float", "rows": rows,
+            "mean_cosine": float(np.mean([r["cosine"] for r in rows]))}

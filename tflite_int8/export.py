@@ -1,0 +1,203 @@
+"""Stage 1, export: a PyTorch module (or a user's ONNX file) -> static, simplified ONNX.
+
+``export`` traces the module at batch 1 and the spec's size, simplifies the
+graph with onnxslim, then checks ONNX Runtime against PyTorch on real samples.
+``prepare_onnx`` does the same for an ONNX file: static shapes, simplified.
+"""
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+import warnings
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ConversionError, InputError
+from .metrics import compare, worst
+
+OPSET = 17
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    input_names: list[str]
+    output_names: list[str]
+    input_shapes: list[list[int]]
+    check: dict[str, Any] = field(default_factory=dict)  # ORT vs PyTorch, per output
+    adjustments: list[str] = field(default_factory=list)  # what we changed, said out loud
+
+
+def load_factory(target: str) -> Any:
+    """``package.module:factory`` -> the nn.Module the factory returns."""
+    if ":" not in target:
+        raise InputError(f"model {target!r} must be 'package.module:factory' or a path to an .onnx file")
+    mod_name, _, attr = target.partition(":")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # let users name modules in the current directory, like `python -m` does
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import {mod_name!r} for model {target!r}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"{mod_name!r} has no attribute {attr!r} (model {target!r})")
+        obj = getattr(obj, part)
+    model = obj() if callable(obj) and not _is_module(obj) else obj
+    if not _is_module(model):
+        raise InputError(f"{target!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _is_module(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, torch.nn.Module)
+
+
+def export(module: Any, onnx_path: str | Path, input_shape: Sequence[int], *,
+           check_inputs: Sequence[np.ndarray] = (), input_name: str = "input") -> ExportResult:
+    """Trace ``module`` at the static ``input_shape`` to ONNX (opset 17), simplify, check against PyTorch."""
+    import torch
+
+    onnx_path = Path(onnx_path)
+    adjustments = []
+    if module.training:
+        adjustments.append("model put in eval() mode for export (it was in training mode)")
+    module = module.eval()
+    dummy = torch.zeros(tuple(int(d) for d in input_shape), dtype=torch.float32)
+    raw = onnx_path.with_suffix(".raw.onnx")
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            n_out = len(_flatten_outputs(module(dummy)))
+            names = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
+            torch.onnx.export(module, (dummy,), str(raw), opset_version=OPSET, input_names=[input_name],
+                              output_names=names, do_constant_folding=True, dynamo=False)
+    except ConversionError:
+        raise
+    except Exception as exc:  # torch raises many kinds here; all mean "cannot export"
+        raise ConversionError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}", stage="export") from None
+    result = prepare_onnx(raw, onnx_path)
+    raw.unlink(missing_ok=True)
+    result.adjustments[:0] = adjustments
+    if check_inputs:
+        per_output: dict[str, list] = {n: [] for n in result.output_names}
+        session = _ort_session(onnx_path)
+        for x in check_inputs:
+            with torch.no_grad():
+                ref = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            refs = _flatten_outputs(ref)
+            got = session.run(None, {result.input_names[0]: x.astype(np.float32)})
+            if len(refs) != len(got):
+                raise ConversionError(f"PyTorch returned {len(refs)} outputs, ONNX {len(got)}", stage="export")
+            for name, r, g in zip(result.output_names, refs, got):
+                per_output[name].append(compare(r, g))
+        result.check = {"reference": "pytorch", "candidate": "onnxruntime",
+                        "outputs": {n: worst(m) for n, m in per_output.items()}}
+    return result
+
+
+def _flatten_outputs(out: Any) -> list[np.ndarray]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out.detach().cpu().numpy()]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        flat: list[np.ndarray] = []
+        for o in out:
+            flat.extend(_flatten_outputs(o))
+        return flat
+    raise ConversionError(f"model returned {type(out).__name__}; export needs tensors", stage="export")
+
+
+def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportResult:
+    """Load an ONNX file, make its batch dimension static, simplify it with onnxslim, save to ``dst``."""
+    import onnx
+
+    src, dst = Path(src), Path(dst)
+    model = load_onnx(src)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not inputs:
+        raise InputError(f"{src} has no inputs")
+    adjustments = []
+    for inp in inputs:
+        dims = inp.type.tensor_type.shape.dim
+        for k, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                continue
+            label = d.dim_param or "?"
+            if k == 0:
+                d.Clear()
+                d.dim_value = batch
+                adjustments.append(f"input '{inp.name}': dynamic batch dimension '{label}' fixed to {batch}")
+            else:
+                raise InputError(
+                    f"{src}: input '{inp.name}' has a dynamic dimension {k} ('{label}'); int8 TFLite needs static "
+                    f"shapes: re-export with a fixed input size (e.g. torch.onnx.export without dynamic_axes)"
+                )
+    import onnxslim
+
+    try:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            slim = onnxslim.slim(model)
+    except Exception as exc:
+        raise ConversionError(f"onnxslim could not simplify {src}: {type(exc).__name__}: {exc}", stage="export") from None
+    if slim is None:
+        raise ConversionError(f"onnxslim could not simplify {src}", stage="export")
+    onnx.save(slim, str(dst))
+    names = [i.name for i in slim.graph.input if i.name not in {x.name for x in slim.graph.initializer}]
+    shapes = []
+    for i in slim.graph.input:
+        if i.name in names:
+            shapes.append([d.dim_value for d in i.type.tensor_type.shape.dim])
+    return ExportResult(dst, names, [o.name for o in slim.graph.output], shapes, adjustments=adjustments)
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Read and check an ONNX file; every failure becomes an InputError naming the file."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"ONNX file {path} is empty")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # protobuf DecodeError, ValidationError, ...
+        raise InputError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
+                         f"re-export it") from None
+    if not model.graph.node:
+        raise InputError(f"{path} has an empty graph")
+    return model
+
+
+def _ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
+
+
+def run_onnx(path: str | Path, inputs: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """Run an ONNX model on each input (single-input models); returns per-sample output lists."""
+    session = _ort_session(Path(path))
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: np.asarray(x, dtype=np.float32)}) for x in inputs]
