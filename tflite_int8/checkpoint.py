@@ -6,6 +6,7 @@ conv/linear weight fails unless partial loading is allowed.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
         raise InputError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
         raise InputError(f"checkpoint {path} is empty")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise InputError(f"cannot read checkpoint {path}: not a PyTorch checkpoint (neither torch.save's zip "
+                         f"format nor a pickle)")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:

@@ -20,7 +20,10 @@ class _TqdmProgress:
 
     def __init__(self) -> None:
         # A stream on a duplicate of fd 2: the bars stay visible while native logs on fd 2 are captured.
-        self._stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        try:
+            self._stream: Any = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        except (OSError, ValueError, AttributeError):  # stderr is not a real file (captured)
+            self._stream = sys.stderr
 
     def __call__(self, description: str, total: int | None) -> Any:
         from tqdm import tqdm

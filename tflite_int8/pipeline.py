@@ -164,6 +164,9 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
         if weights is not None:
             raise InputError("--weights applies to PyTorch models, not to an .onnx file")
+        from .export import load_onnx
+
+        load_onnx(model)  # exists, non-empty, valid: or an InputError naming the file
         report["source"] = {"kind": "onnx", "model": str(model), "sha256": _sha256(model)}
     elif isinstance(model, (str, Path)):
         import importlib

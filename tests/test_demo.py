@@ -1,0 +1,28 @@
+"""The embedded default model end to end (slow: a real pretrained EfficientNet-Lite0)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tflite_int8.demo import demo
+from tflite_int8.inspect import describe
+
+
+@pytest.mark.slow
+def test_demo_converts_efficientnet_lite0_to_full_integer(tmp_path):
+    result = demo(tmp_path / "demo")
+    conv, agree = result["conversion"], result["agreement"]
+    info = describe(conv.int8_path)
+    assert info["verdict"] == "full-integer" and not info["float_ops"]
+    assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
+    assert info["inputs"][0]["shape"] == [1, 224, 224, 3] and info["outputs"][0]["shape"] == [1, 1000]
+    f32 = conv.files["float32"].stat().st_size
+    assert conv.int8_path.stat().st_size <= 0.30 * f32
+    report = json.loads((conv.out_dir / "conversion.json").read_text())
+    assert report["stages"]["export"]["check"]["outputs"]["output"]["cosine"] > 0.99999
+    assert report["stages"]["translate"]["check"]["outputs"]["output"]["cosine"] > 0.9999
+    assert report["calibration"]["samples"] == 120
+    assert agree["images"] == 24
+    # The figure is reported, and must at least be far above chance (1/1000) and the logits close.
+    assert agree["top1_agreement"] >= 0.6 and agree["mean_cosine"] > 0.9
