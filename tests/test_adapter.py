@@ -209,3 +209,29 @@ def test_golden_vectors_match_the_adapter():
         assert quantize(x, info, rounding="reference").tolist() == case["expected_reference"], case["name"]
         assert dequantize(np.asarray(case["expected_xnnpack"]), info).tolist() == \
             pytest.approx(case["dequantized_xnnpack"], abs=0), case["name"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io_dtype", ["int8", "uint8"])
+def test_equivalence_on_efficientnet_lite0(tmp_path, photos, io_dtype):
+    """The demo model, converted with integer I/O and with the converter's in-graph float I/O: bit-identical."""
+    from tflite_int8 import Recipe, convert
+    from tflite_int8.zoo import DEMO_MODEL
+
+    conv = convert(DEMO_MODEL, tmp_path / io_dtype, data=photos, num_samples=24,
+                   recipe=Recipe(io_dtype=io_dtype, variants=("int8-float-io",)))
+    spec = PreprocessSpec(size=(224, 224), layout="NHWC")
+    int_io = Runner(conv.int8_path, spec, clip_warn=1.0)
+    float_io = Runner(conv.files["int8-float-io"], spec)
+    assert int_io.inputs[0].dtype == io_dtype
+    x = _edge_inputs(int_io.inputs[0], 40, np.random.default_rng(11), (224, 224, 3))
+    a, b = int_io(x)[int_io.output_names[0]], float_io(x)[float_io.output_names[0]]
+    assert a.shape == (40, 1000)
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    pix = np.random.default_rng(2).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
+    demo_spec = PreprocessSpec(size=(224, 224), mean=(0.5,), std=(0.5,))
+    runner = Runner(conv.int8_path, demo_spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Int8Warning)
+        assert np.array_equal(runner(pix)[runner.output_names[0]],
+                              runner(demo_spec.normalize(pix))[runner.output_names[0]])

@@ -84,13 +84,15 @@ def quantize(x: np.ndarray, info: TensorInfo, *, rounding: str = "xnnpack") -> n
     scale = _broadcast(info.scales, info, xf.ndim, np.float32)
     zp = _broadcast(info.zero_points, info, xf.ndim, np.float32)
     if rounding == "xnnpack":
-        q = np.rint(xf * (np.float32(1.0) / scale))
+        q = np.multiply(xf, np.float32(1.0) / scale)  # in-place from here: this is the hot path
+        np.rint(q, out=q)
     elif rounding == "reference":
         v = xf / scale
         q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
     else:
         raise ValueError(f"rounding must be 'xnnpack' or 'reference', not {rounding!r}")
-    q = np.clip(q + zp, lo, hi)
+    np.add(q, zp, out=q)
+    np.clip(q, lo, hi, out=q)
     return q.astype(info.dtype)
 
 
@@ -259,6 +261,8 @@ class Runner:
         if offset is not None:  # e.g. scale 1/255, zero point -128: q = p - 128
             return (pixels.astype(np.int16) + np.int16(offset)).astype(info.dtype)
         table = self._tables[info.index]
+        if np.all(table == table[0]):  # same mean/std on every channel: one lookup
+            return np.take(table[0], pixels)
         out = np.empty(pixels.shape, dtype=table.dtype)
         for c in range(pixels.shape[-1]):
             out[..., c] = table[c][pixels[..., c]]

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m benchmarks` measures and rewrites BENCHMARKS.md."""
