@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 
-def run(models: tuple[str, ...] = ("efficientnet-lite0",)) -> dict:
-    from tflite_int8 import Recipe, Runner, convert
+def run() -> dict:
+    from tflite_int8 import Recipe, convert, load_conversion
     from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.demo import DEMO_VIEWS
+    from tflite_int8.demo import DEMO_VIEWS, agreement, top1_agreement
     from tflite_int8.translate import ONNX2TF_SAMPLE_FILE
     from tflite_int8.zoo import DEMO_MODEL
 
@@ -30,10 +30,7 @@ def run(models: tuple[str, ...] = ("efficientnet-lite0",)) -> dict:
         t = time.perf_counter()
         ours = convert(DEMO_MODEL, tmp / "ours", views=DEMO_VIEWS, recipe=Recipe())
         ours_wall = time.perf_counter() - t
-        spec = json.loads((tmp / "ours" / "conversion.json").read_text())["preprocess"]
-        from tflite_int8.preprocess import PreprocessSpec
-
-        spec = PreprocessSpec.from_dict(spec)
+        _, spec = load_conversion(tmp / "ours")
         reader = open_reader(default_data_dir(), spec, views=DEMO_VIEWS, warn_few=False)
         raw = np.concatenate([s.pixels[None].astype(np.float32) / 255.0 for s in reader])  # NHWC 0..1
         peer_dir = tmp / "peer"
@@ -53,9 +50,7 @@ def run(models: tuple[str, ...] = ("efficientnet-lite0",)) -> dict:
         peer_files = {p.name: p.stat().st_size for p in sorted((peer_dir / "out").glob("*.tflite"))}
         peer_int8 = next(p for p in (peer_dir / "out").glob("*_full_integer_quant.tflite"))
         # Top-1 agreement with the float model on the 24 bundled photos, both through our adapter.
-        from tflite_int8.demo import agreement
-
-        peer_agree = _agreement_of(peer_int8, spec)
+        peer_agree = top1_agreement(peer_int8, spec)["top1_agreement"]
         results["efficientnet-lite0"] = {
             "ours": {"wall_s": ours_wall, "stages": {k: v["seconds"] for k, v in ours.report["stages"].items()},
                      "files": {f["file"]: f["bytes"] for f in ours.report["files"].values()},
@@ -65,25 +60,6 @@ def run(models: tuple[str, ...] = ("efficientnet-lite0",)) -> dict:
                      "top1_agreement": peer_agree},
         }
     return results
-
-
-def _agreement_of(path: Path, spec) -> float:
-    import torch
-
-    from tflite_int8 import Runner
-    from tflite_int8.calibrate import ImageReader, default_data_dir
-    from tflite_int8.images import list_images
-    from tflite_int8.zoo import efficientnet_lite0
-
-    model = efficientnet_lite0()
-    runner = Runner(path, spec, trusted=True)
-    hits = []
-    for s in ImageReader(list_images(default_data_dir()).paths, spec):
-        with torch.no_grad():
-            ref = model(torch.from_numpy(s.x)).numpy()[0]
-        got = runner(s.x)[runner.output_names[0]][0]
-        hits.append(int(np.argmax(ref)) == int(np.argmax(got)))
-    return float(np.mean(hits))
 
 
 if __name__ == "__main__":

@@ -261,11 +261,13 @@ class Runner:
             ramp = np.arange(256, dtype=np.int32)
             same = bool(np.all(table.astype(np.int32) == ramp[None, :] + offset[:, None]))
             self._offsets[info.index] = int(offset[0]) if same and np.all(offset == offset[0]) else None
+            if np.all(table == table[0]):
+                self._tables[info.index] = table[:1]  # one shared table, decided once, not per call
         offset = self._offsets[info.index]
         if offset is not None:  # e.g. scale 1/255, zero point -128: q = p - 128
             return (pixels.astype(np.int16) + np.int16(offset)).astype(info.dtype)
         table = self._tables[info.index]
-        if np.all(table == table[0]):  # same mean/std on every channel: one lookup
+        if len(table) == 1:  # same mean/std on every channel: one lookup
             return np.take(table[0], pixels)
         out = np.empty(pixels.shape, dtype=table.dtype)
         for c in range(pixels.shape[-1]):

@@ -24,17 +24,23 @@ def demo(out_dir: str | Path = "demo_output", *, force: bool = False,
 
 
 def agreement(result: ConversionResult, data: str | Path | None = None) -> dict[str, Any]:
-    """Top-1 agreement of the int8 model (through the adapter) with the float PyTorch model, per photo."""
+    """Top-1 agreement of the conversion's int8 model with the float PyTorch model, per photo."""
+    from .pipeline import load_conversion
+
+    _, spec = load_conversion(result.out_dir)
+    return top1_agreement(result.int8_path, spec, data)
+
+
+def top1_agreement(tflite_path: str | Path, spec: Any, data: str | Path | None = None) -> dict[str, Any]:
+    """Top-1 agreement of any demo-model .tflite (through the adapter) with the float PyTorch model."""
     import torch
 
     from .adapter import Runner
-    from .pipeline import load_conversion
 
-    report, spec = load_conversion(result.out_dir)
     listing = list_images(data or default_data_dir())
     reader = ImageReader(listing.paths, spec)
     model = efficientnet_lite0()
-    runner = Runner(result.int8_path, spec, trusted=True)
+    runner = Runner(tflite_path, spec, trusted=True)
     name = runner.output_names[0]
     rows = []
     for sample in reader:
