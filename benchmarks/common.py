@@ -6,7 +6,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 
 def machine() -> str:
@@ -35,3 +35,34 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> floa
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def peer_oiqt(onnx_path: Any, pixels01_nhwc: Any, spec: Any, work: Any) -> tuple[float, dict, Any]:
+    """onnx2tf's own `-oiqt` on our model.onnx with the same calibration data: (wall s, files, full-int8 path).
+
+    Calibration goes in as raw 0..1 NHWC with our mean/std (onnx2tf normalises itself), in a folder
+    holding its sample-image file (otherwise it downloads one from GitHub).
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from tflite_int8.translate import ONNX2TF_SAMPLE_FILE
+
+    work.mkdir(parents=True, exist_ok=True)
+    np.save(work / "calib.npy", pixels01_nhwc.astype(np.float32))
+    np.save(work / ONNX2TF_SAMPLE_FILE, pixels01_nhwc[:20].astype(np.float32))
+    mean, std = json.dumps([[[list(spec.mean)]]]), json.dumps([[[list(spec.std)]]])
+    cmd = [str(Path(sys.executable).with_name("onnx2tf")), "-i", str(onnx_path), "-o", str(work / "out"), "-oiqt",
+           "-cind", "input", str(work / "calib.npy"), mean, std, "-nuo", "-v", "error"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"onnx2tf -oiqt failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    files = {p.name: p.stat().st_size for p in sorted((work / "out").glob("*.tflite"))}
+    return wall, files, next((work / "out").glob("*_full_integer_quant.tflite"))

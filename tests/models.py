@@ -61,3 +61,24 @@ def two_outputs() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+class SpatialNet(nn.Module):
+    """Logits that follow the image content (no global pooling): a wrong input range shows in the outputs."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pool = nn.AvgPool2d(4)
+        self.head = nn.Linear(8 * 4 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def spatial() -> nn.Module:
+    torch.manual_seed(2)
+    return SpatialNet().eval()
+
+
+spatial.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from tflite_int8.inspect import describe
 @pytest.mark.slow
 def test_demo_converts_efficientnet_lite0_to_full_integer(tmp_path):
     result = demo(tmp_path / "demo")
-    conv, agree = result["conversion"], result["agreement"]
+    conv, checked = result["conversion"], result["verification"]
     info = describe(conv.int8_path)
     assert info["verdict"] == "full-integer" and not info["float_ops"]
     assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
@@ -23,6 +23,9 @@ def test_demo_converts_efficientnet_lite0_to_full_integer(tmp_path):
     assert report["stages"]["export"]["check"]["outputs"]["output"]["cosine"] > 0.99999
     assert report["stages"]["translate"]["check"]["outputs"]["output"]["cosine"] > 0.9999
     assert report["calibration"]["samples"] == 120
-    assert agree["images"] == 24
+    rep = json.loads((conv.out_dir / "verify" / "report.json").read_text())
+    assert rep["passed"] and checked.passed and rep["data"]["samples"] == 24
+    assert [s["step"] for s in rep["stages"]] == ["pytorch", "onnxruntime", "tflite-float32", "tflite-int8"]
     # The figure is reported, and must at least be far above chance (1/1000) and the logits close.
-    assert agree["top1_agreement"] >= 0.6 and agree["mean_cosine"] > 0.9
+    assert rep["classification"]["top1_agreement"] >= 0.6 and rep["outputs"]["output"]["cosine"] > 0.95
+    assert rep["layers"] and (conv.out_dir / "verify" / "report.html").stat().st_size > 50_000

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from tests.models import TINY_SPEC, tiny
 from tflite_int8 import ConversionError, ParityError, PreprocessSpec
 from tflite_int8.export import export
-from tflite_int8.translate import ONNX2TF_SAMPLE_FILE, translate
+from tflite_int8.translate import ONNX2TF_SAMPLE_FILE, onnx_nodes_for, translate
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,11 @@ def test_translation_is_checked_against_onnxruntime(tiny_onnx, tmp_path, rng):
     # onnx2tf found its sample images locally (no download): the file we wrote, with our samples.
     sample = np.load(tmp_path / "onnx2tf_cwd" / ONNX2TF_SAMPLE_FILE)
     assert sample.shape == (4, 32, 32, 3)
+    # Every ONNX Conv is found behind some TF tensor name (what the layer diagnosis shows).
+    nodes = set(res.node_map.values())
+    assert {"/stem/stem.0/Conv", "/branch/branch.0/Conv", "/down/down.0/Conv"} <= nodes
+    tensor = "model_3/" + next(k for k, v in res.node_map.items() if v == "/down/down.0/Conv") + ";Const_1"
+    assert onnx_nodes_for(tensor, res.node_map) == ["/down/down.0/Conv"]
 
 
 def test_numerically_wrong_translation_stops_with_stage_and_size(tiny_onnx, tmp_path, rng):

@@ -10,10 +10,11 @@ from .errors import (AlreadyQuantizedError, ConversionError, InputError, Int8Err
 from .pipeline import ConversionResult, convert, load_conversion
 from .preprocess import PreprocessSpec, load_spec, preset
 from .quantize import Recipe
+from .verify import VerifyResult, verify
 
 __all__ = [
     "AlreadyQuantizedError", "ArrayReader", "ConversionError", "ConversionResult", "DataReader", "ImageReader",
     "InputError", "Int8Error", "Int8Warning", "ParityError", "PreprocessSpec", "Recipe", "Runner", "Sample",
     "TensorInfo", "UnsupportedOpError", "__version__", "convert", "load_conversion", "load_spec", "open_reader",
-    "preset", "read_io",
+    "preset", "read_io", "verify", "VerifyResult",
 ]

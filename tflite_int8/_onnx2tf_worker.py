@@ -39,7 +39,7 @@ def main(job_path: str) -> int:
             not_use_onnxsim=True,
             output_signaturedefs=True,
             copy_onnx_input_output_names_to_tflite=True,
-            verbosity="error",
+            verbosity="debug",  # per-node lines: the ONNX node behind each TF tensor (translate.node_map)
         )
         result = {"ok": True}
     except SystemExit as exc:

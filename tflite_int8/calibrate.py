@@ -10,6 +10,7 @@ inputs).  :func:`open_reader` picks one for a path.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import warnings
@@ -34,6 +35,7 @@ class Sample:
     name: str
     x: np.ndarray
     pixels: np.ndarray | None = None  # uint8 HxWxC after resizing, when the sample is an image
+    source: str | None = None  # the file it came from
 
 
 class DataReader(Protocol):
@@ -97,7 +99,13 @@ class ImageReader:
                 im = _view(im, np.random.default_rng([self.seed, int(it.digest[:12], 16), it.view]))
             pixels = self.spec.resize_image(im)
             name = it.path.name if it.view == 0 else f"{it.path.name}#view{it.view}"
-            yield Sample(name, self.spec.normalize(pixels), pixels)
+            yield Sample(name, self.spec.normalize(pixels), pixels, str(it.path))
+
+    def subset(self, indices: Sequence[int]) -> "ImageReader":
+        """A reader of these samples only (e.g. one worker's share), same views and seed."""
+        other = copy.copy(self)
+        other._items = [self._items[i] for i in indices]
+        return other
 
 
 def _view(im: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -158,7 +166,13 @@ class ArrayReader:
 
     def __iter__(self) -> Iterator[Sample]:
         for i in self._idx:
-            yield Sample(f"{self.path.name}[{i}]", np.ascontiguousarray(self._arr[i][None], dtype=np.float32))
+            yield Sample(f"{self.path.name}[{i}]", np.ascontiguousarray(self._arr[i][None], dtype=np.float32),
+                         source=str(self.path))
+
+    def subset(self, indices: Sequence[int]) -> "ArrayReader":
+        other = copy.copy(self)
+        other._idx = self._idx[np.asarray(indices, dtype=np.int64)]
+        return other
 
 
 def open_reader(source: str | Path | Sequence[str | Path], spec: PreprocessSpec, *, views: int = 1,

@@ -111,6 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", default="demo_output", help="output directory (default demo_output)")
     d.add_argument("--force", action="store_true", help="replace an existing output directory")
 
+    v = sub.add_parser("verify", help="prove int8 parity: parity ladder, task metrics, per-layer diagnosis, reports")
+    v.add_argument("target", nargs="?", help="a conversion output folder (from convert/demo)")
+    v.add_argument("--tflite", help="the int8 .tflite to verify (default: the folder's full-integer model)")
+    v.add_argument("--reference", help="float reference: 'package.module:factory', .onnx or float .tflite "
+                                       "(needed without a conversion folder)")
+    v.add_argument("--data", help="verification images folder or .npy (default: the bundled photos)")
+    v.add_argument("--labels", help="labels: CSV 'file,label' or a folder with one sub-folder per class")
+    v.add_argument("--class-names", help="text file, one class name per line (line i = class i)")
+    v.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
+    v.add_argument("--num-samples", type=int, help="verify on this many samples (default: all)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--task", choices=["auto", "classify", "raw"], default="auto")
+    v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
+    v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
+    v.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the defaults")
+    for key, helptext in (("min-cosine", "mean cosine per output"), ("min-sqnr", "mean SQNR dB per output"),
+                          ("min-top1", "top-1 agreement"), ("min-top5", "top-5 agreement"),
+                          ("max-accuracy-drop", "labelled accuracy drop, points")):
+        v.add_argument(f"--{key}", type=float, help=helptext)
+    v.add_argument("--report-dir", help="where report.json/report.html go (default TARGET/verify, or "
+                                        "./verify_report without a conversion folder)")
+    v.add_argument("--force", action="store_true", help="replace an existing report folder")
+    v.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    _add_preprocess_args(v)
+
     i = sub.add_parser("inspect", help="what a .tflite really is: I/O dtypes, quantization, verdict")
     i.add_argument("model")
     i.add_argument("--json", action="store_true")
@@ -135,8 +160,11 @@ def _run(args: argparse.Namespace) -> int:
         from .demo import demo
         from .report import demo_summary
 
-        print(demo_summary(demo(args.out, force=args.force, progress=_TqdmProgress())))
-        return 0
+        result = demo(args.out, force=args.force, progress=_TqdmProgress())
+        print(demo_summary(result))
+        return 0 if result["verification"].passed else 1
+    if args.command == "verify":
+        return _verify(args)
     if args.command == "inspect":
         from .inspect import describe
 
@@ -154,6 +182,27 @@ def _run(args: argparse.Namespace) -> int:
                 print("  float ops: " + ", ".join(f"{k} x{v}" for k, v in info["float_ops"].items()))
         return 0
     raise _UsageError(f"unknown command {args.command}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .report import verify_summary
+    from .thresholds import resolve_thresholds
+    from .verify import verify
+
+    if args.target is None and (args.tflite is None or args.reference is None):
+        raise _UsageError("give a conversion folder, or --tflite and --reference")
+    limits = resolve_thresholds(args.thresholds)
+    flags = {"cosine": args.min_cosine, "sqnr_db": args.min_sqnr, "top1_agreement": args.min_top1,
+             "top5_agreement": args.min_top5, "accuracy_drop_points": args.max_accuracy_drop}
+    limits.update({k: v for k, v in flags.items() if v is not None})
+    result = verify(args.target, tflite=args.tflite, reference=args.reference, spec=_spec_from_args(args),
+                    data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
+                    num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
+                    workers=args.workers, layers=not args.no_layers,
+                    report_dir=args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report"), force=args.force,
+                    progress=_TqdmProgress())
+    print(json.dumps(result.report, indent=2, default=str) if args.json else verify_summary(result))
+    return 0 if result.passed else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

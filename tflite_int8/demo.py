@@ -17,10 +17,13 @@ DEMO_VIEWS = 5  # 24 photos x 5 views = 120 calibration samples
 
 def demo(out_dir: str | Path = "demo_output", *, force: bool = False,
          progress: Callable[[str, int | None], Any] | None = None) -> dict[str, Any]:
-    """Convert the demo model (with a float32 variant for comparison); top-1 agreement on the bundled photos."""
+    """Convert the demo model (with a float32 variant), then verify it on the bundled photos (OUT/verify/)."""
+    from .verify import verify
+
     result = convert(DEMO_MODEL, out_dir, views=DEMO_VIEWS, recipe=Recipe(variants=("float32",)), force=force,
                      progress=progress)
-    return {"conversion": result, "agreement": agreement(result)}
+    checked = verify(result.out_dir, report_dir=result.out_dir / "verify", progress=progress)
+    return {"conversion": result, "verification": checked}
 
 
 def agreement(result: ConversionResult, data: str | Path | None = None) -> dict[str, Any]:

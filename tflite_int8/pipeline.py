@@ -8,20 +8,17 @@ with ``force=True``.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
-import os
-import shutil
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
+from ._files import check_destination, dump_json, sha256, staging
 from .calibrate import default_data_dir, open_reader
 from .errors import InputError, Int8Warning, UnsupportedOpError
 from .metrics import compare, worst
@@ -51,19 +48,22 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             progress: Callable[[str, int | None], Any] | None = None) -> ConversionResult:
     """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``."""
     out_dir = Path(out_dir)
-    _check_destination(out_dir, force)
+    check_destination(out_dir, force)
     report: dict[str, Any] = {"schema": SCHEMA, "tool": _tool_version(), "created":
                               datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                               "versions": versions(), "stages": {}, "adjustments": []}
-    with warnings.catch_warnings(record=True) as caught, _staging(out_dir, force) as stage_dir, \
+    with warnings.catch_warnings(record=True) as caught, staging(out_dir, force) as stage_dir, \
             tempfile.TemporaryDirectory(prefix="tflite-int8-work-") as work:
         warnings.simplefilter("always", Int8Warning)
         module, source, spec = _resolve_model(model, spec, weights, trust_checkpoint, allow_partial_weights, report)
         report["preprocess"] = spec.to_dict()
         reader = open_reader(data if data is not None else default_data_dir(), spec, views=views,
                              num_samples=num_samples, seed=seed)
-        report["calibration"] = {"source": str(data if data is not None else default_data_dir()),
-                                 "samples": len(reader), "views": views, "seed": seed,
+        calib_source = data if data is not None else default_data_dir()
+        report["calibration"] = {"source": ([str(Path(p).resolve()) for p in calib_source]
+                                            if isinstance(calib_source, (list, tuple))
+                                            else str(Path(calib_source).resolve())),
+                                 "samples": len(reader), "num_samples": num_samples, "views": views, "seed": seed,
                                  "hash": reader.content_hash, "description": reader.description,
                                  "skipped_files": len(getattr(reader, "skipped", {}))}
         check_inputs = _first(reader, CHECK_SAMPLES)
@@ -110,50 +110,12 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                                                      exported.output_names)
         report["stages"]["int8_check"]["seconds"] = round(time.perf_counter() - t, 3)
         report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
-        (stage_dir / "conversion.json").write_text(json.dumps(_finite(report), indent=2, default=_json_default) + "\n")
+        (stage_dir / "conversion.json").write_text(dump_json(report))
     files = {k: out_dir / v.name for k, v in q.files.items()}
     for w in caught:  # hand our warnings on to the caller (the CLI shows them)
         if issubclass(w.category, Int8Warning):
             warnings.warn(w.message, Int8Warning, stacklevel=2)
     return ConversionResult(out_dir, files, report, report["warnings"])
-
-
-def _check_destination(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not force:
-        raise InputError(f"output directory {out_dir} already exists; choose another one or pass --force to replace it")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} exists and is not a directory")
-    parent = out_dir.resolve().parent
-    if not parent.exists():
-        raise InputError(f"the folder {parent} for the output does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write into {parent}: permission denied")
-
-
-@contextmanager
-def _staging(out_dir: Path, force: bool) -> Iterator[Path]:
-    """A hidden sibling folder, moved to ``out_dir`` only if the block completes; removed otherwise."""
-    parent = out_dir.resolve().parent
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = None
-    if out_dir.exists() and force:
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-        os.replace(out_dir, old / "previous")
-    try:
-        os.replace(stage, out_dir)
-    except OSError:
-        if old is not None:
-            os.replace(old / "previous", out_dir)
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust: bool, partial: bool,
@@ -167,7 +129,7 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         from .export import load_onnx
 
         load_onnx(model)  # exists, non-empty, valid: or an InputError naming the file
-        report["source"] = {"kind": "onnx", "model": str(model), "sha256": _sha256(model)}
+        report["source"] = {"kind": "onnx", "model": str(model), "sha256": sha256(model)}
     elif isinstance(model, (str, Path)):
         import importlib
 
@@ -193,7 +155,7 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         from .checkpoint import load_weights
 
         report["source"]["weights"] = load_weights(module, weights, trust_pickle=trust, allow_partial=partial)
-        report["source"]["weights"]["sha256"] = _sha256(weights)
+        report["source"]["weights"]["sha256"] = sha256(weights)
     if spec is None:
         spec = PreprocessSpec()
         report["adjustments"].append("no preprocessing given: used the ImageNet default (224x224 center crop, "
@@ -226,7 +188,7 @@ def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[di
     described, tensors = {}, {}
     for variant, path in files.items():
         info = describe(path, trusted=True)
-        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": _sha256(path),
+        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": sha256(path),
                               "verdict": info["verdict"], "op_histogram": info["op_histogram"],
                               "float_ops": info["float_ops"]}
         if variant == "full-integer":
@@ -297,30 +259,3 @@ def _opset(path: Path) -> int:
 
     m = onnx.load(str(path), load_external_data=False)
     return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
-def _sha256(path: Any) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no Infinity/NaN: store them as strings."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return str(obj)
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in conversion.json")

@@ -40,11 +40,38 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
 
 def demo_summary(result: dict[str, Any]) -> str:
     conv = result["conversion"]
-    agree = result["agreement"]
-    lines = [conversion_summary(conv.report, str(conv.out_dir)), ""]
-    lines.append(f"Top-1 agreement, int8 vs {agree['reference']}, on {agree['images']} bundled photos: "
-                 f"{agree['top1_agreement']:.1%} (mean logits cosine {agree['mean_cosine']:.4f})")
-    for r in agree["rows"]:
-        if r["float_top1"] != r["int8_top1"]:
-            lines.append(f"  disagrees: {r['image']}: float class {r['float_top1']}, int8 class {r['int8_top1']}")
+    return conversion_summary(conv.report, str(conv.out_dir)) + "\n\n" + verify_summary(result["verification"])
+
+
+def verify_summary(result: Any) -> str:
+    rep = result.report
+    lines = [f"Verification of {rep['model']} against {rep['reference']}: {rep['data']['description']}"]
+    lines.append(f"{'step':16} {'vs':16} {'output':20} {'mean cos':>10} {'min cos':>10} {'SQNR dB':>8} {'max err':>10}")
+    for st in rep["stages"]:
+        if "skipped" in st:
+            lines.append(f"{st['step']:16} skipped: {st['skipped']}")
+            continue
+        for name, m in st.get("outputs", {}).items():
+            lines.append(f"{st['step']:16} {st['compared_with']:16} {name[:20]:20} {m['cosine']:10.6f} "
+                         f"{m['cosine_min']:10.6f} {m['sqnr_db']:8.1f} {m['max_abs_err']:10.4g}")
+    for name, m in rep["outputs"].items():
+        steps = f", max err {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
+        lines.append(f"int8 vs {rep['reference']}, '{name}': mean cosine {m['cosine']:.4f}, SQNR "
+                     f"{m['sqnr_db']:.1f} dB{steps}")
+    c = rep.get("classification")
+    if c:
+        line = f"top-1 agreement {c['top1_agreement']:.1%}, top-5 agreement {c['top5_agreement']:.1%}"
+        if "accuracy_float" in c:
+            line += (f"; accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
+                     f"({c['accuracy_drop_points']:+.2f} points drop)")
+        lines.append(line)
+    worst = [r for r in rep.get("layers", [])[:5]]
+    if worst:
+        lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")
+        for r in worst:
+            node = f" <- ONNX {r['onnx_nodes'][0]}" if r["onnx_nodes"] else ""
+            lines.append(f"  {r['rmse_over_scale']:7.3f} {r['op']:18} {r['tensor'][:60]}{node}")
+    if result.report_dir:
+        lines.append(f"reports: {result.report_dir}/report.json, {result.report_dir}/report.html")
+    lines.append("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(result.failures))
     return "\n".join(lines)

@@ -33,6 +33,7 @@ class TranslateResult:
     float32_tflite: Path
     check: dict[str, Any] = field(default_factory=dict)
     log: Path | None = None
+    node_map: dict[str, str] = field(default_factory=dict)  # TF op name -> ONNX node name
 
 
 def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec, *,
@@ -67,11 +68,40 @@ def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec,
     tflites = sorted(out.glob("*_float32.tflite"))
     if not tflites:
         raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name} (see {log})", stage="translate")
-    result = TranslateResult(out, tflites[0], log=log)
+    result = TranslateResult(out, tflites[0], log=log, node_map=node_map(log))
     if check_inputs:
         result.check = check_translation(onnx_path, tflites[0], spec, check_inputs, output_names=output_names,
                                          thresholds=thresholds)
     return result
+
+
+def node_map(log: Path) -> dict[str, str]:
+    """TF op name (e.g. ``tf.math.add/Add``) -> the ONNX node it came from, read from onnx2tf's debug log."""
+    mapping: dict[str, str] = {}
+    node = None
+    with open(log, errors="replace") as f:
+        for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            m = re.search(r"onnx_op_name:\s*(\S+)", line)
+            if m:
+                node = m.group(1)
+                continue
+            # outputs, and helper ops onnx2tf inserted as a node's inputs (e.g. the Pad before a Conv)
+            m = re.search(r"(?:output\.\d+\.output|input\.\d+\.\w+): name: (\S+?)(?::\d+)? shape", line)
+            if m and node:
+                mapping.setdefault(m.group(1), node)
+    return mapping
+
+
+def onnx_nodes_for(tensor_name: str, mapping: dict[str, str]) -> list[str]:
+    """ONNX node names behind a TFLite tensor name like ``model_1/tf.math.add/Add;model_1/tf.nn.conv/conv;Const``."""
+    found = []
+    for part in tensor_name.split(";"):
+        key = part.split("/", 1)[1] if part.startswith("model") and "/" in part else part
+        node = mapping.get(key)
+        if node and node not in found:
+            found.append(node)
+    return found
 
 
 def _write_sample_file(path: Path, spec: PreprocessSpec, samples: Sequence[np.ndarray]) -> None:

@@ -1,0 +1,303 @@
+"""verify(): is the int8 model as good as the float model?  Stage by stage, on task metrics, with reports.
+
+Give it a conversion's output folder (or a reference — nn.Module, factory,
+.onnx or float .tflite — and an int8 .tflite) and verification data.  It runs
+the parity ladder (:mod:`.ladder`), the task metrics (:mod:`.tasks`) and the
+per-layer diagnosis (:mod:`.diagnose`), checks thresholds, and writes
+``report.json`` and ``report.html`` atomically into the report folder.
+"""
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ._files import check_destination, dump_json, staging
+from .calibrate import default_data_dir, open_reader
+from .engines import EngineSpec, reference_spec
+from .errors import InputError, Int8Error, Int8Warning
+from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
+from .preprocess import PreprocessSpec
+from .tasks import choose_task, label_for, read_class_names, read_labels
+from .thresholds import check_outputs, resolve_thresholds
+
+LAYER_SAMPLES = 16
+
+
+@dataclass
+class VerifyResult:
+    passed: bool
+    report: dict[str, Any]
+    report_dir: Path | None
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    steps: list[EngineSpec]
+    skipped: list[dict[str, str]]
+    spec: PreprocessSpec
+    int8: Path
+    output_names: list[str] | None
+    conversion: dict[str, Any] | None
+    onnx: Path | None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def verify(target: str | Path | None = None, *, tflite: str | Path | None = None, reference: Any = None,
+           spec: PreprocessSpec | None = None, data: Any = None, labels: Any = None,
+           class_names: str | Path | Sequence[str] | None = None, views: int = 1, num_samples: int | None = None,
+           seed: int = 0, task: str = "auto", thresholds: Mapping[str, float] | str | Path | None = None,
+           workers: int = 1, layers: bool = True, report_dir: str | Path | None = None, force: bool = False,
+           progress: Callable[[str, int | None], Any] | None = None) -> VerifyResult:
+    """Verify an int8 model against its float reference; write reports into ``report_dir``.
+
+    Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).  ``labels``: CSV, class-folder root, {file: class} or a list in sample order.
+    """
+    t0 = time.perf_counter()
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    limits = resolve_thresholds(thresholds)
+    plan = _plan(target, tflite, reference, spec)
+    out_dir = Path(report_dir) if report_dir is not None else None
+    if out_dir is not None:
+        check_destination(out_dir, force)
+    names = _class_names(class_names)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Int8Warning)
+        reader = open_reader(data if data is not None else default_data_dir(), plan.spec, views=views,
+                             num_samples=num_samples, seed=seed, warn_few=False)
+        hygiene, calib_reader = _hygiene(plan.conversion, plan.spec, reader)
+        with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
+            translated = _translate_if_needed(plan, reader, Path(work), layers)
+            from .adapter import read_io
+
+            _, outs = read_io(plan.int8)
+            shapes = {n: o.shape for n, o in zip(plan.output_names or [o.name for o in outs], outs)}
+            the_task = choose_task(task, shapes, names)
+            job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
+            records = run_ladder(job, reader, workers=workers, progress=progress)
+            layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
+            sizes = _sizes_latency(plan)
+        label_list = _labels_in_order(labels, records, names)
+        report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
+                         workers, views)
+        report["sizes_latency"] = sizes
+        failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
+        report["passed"], report["failures"] = not failures, failures
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
+    if out_dir is not None:
+        _write(out_dir, report, records, force)
+    for w in report["warnings"]:
+        warnings.warn(w, Int8Warning, stacklevel=2)
+    return VerifyResult(not failures, report, out_dir, failures)
+
+
+def _class_names(class_names: Any) -> list[str]:
+    if class_names is None:
+        return []
+    if isinstance(class_names, (list, tuple)):
+        return [str(c) for c in class_names]
+    return read_class_names(class_names)
+
+
+def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None) -> _Plan:
+    skipped: list[dict[str, str]] = []
+    steps: list[EngineSpec] = []
+    if target is not None:
+        from .pipeline import load_conversion
+
+        conv, conv_spec = load_conversion(target)
+        root = Path(target)
+        files = conv.get("files", {})
+        int8 = Path(tflite) if tflite else root / files.get("full-integer", {}).get("file", "model_int8.tflite")
+        names = conv.get("onnx", {}).get("outputs")
+        spec = spec or conv_spec
+        src = conv.get("source", {})
+        if reference is not None:
+            steps.append(reference_spec(reference, "pytorch" if _is_torch(reference) else "reference"))
+        elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
+            weights = src.get("weights", {}).get("file")
+            steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
+        else:
+            skipped.append({"step": "pytorch", "reason": "the conversion started from an ONNX file or an in-memory "
+                            "module: pass reference= (Python API) to include PyTorch"})
+        onnx = root / conv.get("onnx", {}).get("file", "model.onnx")
+        if onnx.is_file():
+            steps.append(EngineSpec("onnxruntime", "onnxruntime", str(onnx)))
+        else:
+            skipped.append({"step": "onnxruntime", "reason": f"{onnx} is missing"})
+            onnx = None
+        f32 = files.get("float32", {}).get("file")
+        if f32 and (root / f32).is_file():
+            steps.append(EngineSpec("tflite-float32", "tflite", str(root / f32)))
+        plan = _Plan(steps, skipped, spec, int8, names, conv, onnx)
+    else:
+        if tflite is None or reference is None:
+            raise InputError("give a conversion output folder, or both a reference model and a .tflite to verify")
+        if spec is None:
+            raise InputError("verifying a .tflite against a reference needs the preprocessing spec (--preset/--spec)")
+        int8 = Path(tflite)
+        ref = reference_spec(reference)
+        steps.append(ref)
+        from .adapter import read_io
+
+        if ref.kind == "onnxruntime":
+            from .export import load_onnx
+
+            names = [o.name for o in load_onnx(ref.source).graph.output]
+        else:  # outputs matched by position, named as in the reference .tflite or else the int8 model
+            names = [o.name for o in read_io(ref.source if ref.kind == "tflite" else int8)[1]]
+        plan = _Plan(steps, skipped, spec, int8, names, None, None)
+    if not plan.int8.is_file():
+        raise InputError(f"the int8 model {plan.int8} does not exist")
+    plan.steps.append(EngineSpec("tflite-int8", "tflite", str(plan.int8)))
+    if len(plan.steps) < 2:
+        raise InputError(f"nothing to compare {plan.int8} with: no float reference was found")
+    return plan
+
+
+def _is_torch(obj: Any) -> bool:
+    from .export import _is_module
+
+    return _is_module(obj) or (isinstance(obj, str) and ":" in obj and not obj.endswith((".onnx", ".tflite")))
+
+
+def _hygiene(conversion: dict | None, spec: PreprocessSpec, reader: Any) -> tuple[dict[str, Any], Any]:
+    """Overlap of verification with calibration (by content hash), and the calibration reader when reproducible."""
+    info: dict[str, Any] = {"verification_hash": reader.content_hash, "verification_samples": len(reader)}
+    calib = (conversion or {}).get("calibration")
+    if not calib:
+        info["calibration"] = "unknown (no conversion.json)"
+        return info, None
+    try:
+        c_reader = open_reader(calib["source"], spec, views=calib.get("views", 1), num_samples=calib.get("num_samples"),
+                               seed=calib.get("seed", 0), warn_few=False)
+    except (Int8Error, KeyError, TypeError) as exc:
+        info["calibration"] = f"not available to compare ({exc})"
+        return info, None
+    same_set = c_reader.content_hash == calib.get("hash")
+    info["calibration"] = "reproduced" if same_set else "changed since the conversion"
+    ver, cal = reader.item_digests, set(c_reader.item_digests)
+    info["identical_samples"] = sum(d in cal for d in ver)
+    cal_files = {d.split(":")[0] for d in cal}
+    info["shared_source_files"] = len({d.split(":")[0] for d in ver} & cal_files)
+    if info["shared_source_files"]:
+        warnings.warn(f"verification overlaps calibration: {info['shared_source_files']} source file(s) "
+                      f"({info['identical_samples']} identical samples) were also used to calibrate; the figures "
+                      f"are optimistic. Verify on data the model was not calibrated on", Int8Warning, stacklevel=3)
+    return info, (c_reader if same_set else None)
+
+
+def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> Any:
+    """Re-translate model.onnx (SavedModel for the diagnosis, float32 TFLite for the ladder) when useful."""
+    has_f32 = any(s.step == "tflite-float32" for s in plan.steps)
+    if plan.onnx is None or (has_f32 and not layers):
+        if not has_f32 and plan.conversion is not None:
+            plan.skipped.append({"step": "tflite-float32", "reason": "no float32 TFLite and no model.onnx"})
+        return None
+    from .translate import translate
+
+    samples = [s.x for _, s in zip(range(20), reader)]
+    tr = translate(plan.onnx, work, plan.spec, samples=samples, output_names=plan.output_names)
+    if not has_f32:
+        plan.steps.insert(len(plan.steps) - 1, EngineSpec("tflite-float32", "tflite", str(tr.float32_tflite)))
+        plan.notes["tflite-float32"] = "not in the output folder: re-translated from model.onnx for this run"
+    return tr
+
+
+def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, reader: Any,
+            progress: Any) -> tuple[list[dict], str]:
+    if not enabled:
+        return [], "skipped (layers=False)"
+    if translated is None:
+        return [], "skipped: needs the conversion's model.onnx"
+    from .diagnose import diagnose
+
+    note = "calibrated on the conversion's own calibration set"
+    if calib_reader is None:
+        calib_reader = reader
+        note = ("the conversion's calibration set could not be reproduced: calibrated on the verification set, so "
+                "the layers are those of a re-calibrated model, not necessarily of the shipped one")
+    debug = [s.x for _, s in zip(range(LAYER_SAMPLES), reader)]
+    per_channel = (plan.conversion or {}).get("recipe", {}).get("per_channel", True)
+    rows = diagnose(translated.saved_model, calib_reader, debug, plan.spec, per_channel=per_channel,
+                    node_map=translated.node_map, progress=progress)
+    return rows, note + f"; errors measured on {len(debug)} verification samples"
+
+
+def _labels_in_order(labels: Any, records: Sequence[dict], class_names: Sequence[str]) -> list[int | None]:
+    if labels is None:
+        return [None] * len(records)
+    if isinstance(labels, (str, Path)):
+        labels = read_labels(labels, class_names)
+    if isinstance(labels, Mapping):
+        found = [label_for(r["source"], r["name"], labels) for r in records]
+        if not any(v is not None for v in found):
+            raise InputError(f"none of the {len(records)} verification samples has a label (labels are keyed by "
+                             f"file name or path, e.g. {next(iter(labels), '?')!r})")
+        return found
+    seq = [int(v) for v in np.asarray(labels).ravel()]
+    if len(seq) != len(records):
+        raise InputError(f"{len(seq)} labels given for {len(records)} verification samples")
+    return seq
+
+
+def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: dict, layer_rows: list,
+            layer_note: str, hygiene: dict, reader: Any, workers: int, views: int) -> dict[str, Any]:
+    from .pipeline import versions
+
+    step_names = [s.step for s in plan.steps]
+    per_step = summarize_steps(step_names[1:], records)
+    stages = [{"step": step_names[0], "role": "reference", "engine": plan.steps[0].kind}]
+    for prev, step in zip(step_names, step_names[1:]):
+        stages.append({"step": step, "compared_with": prev, "outputs": per_step[step]})
+        if step in plan.notes:
+            stages[-1]["note"] = plan.notes[step]
+    stages += [{"step": s["step"], "skipped": s["reason"]} for s in plan.skipped]
+    report: dict[str, Any] = {
+        "schema": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": str(plan.int8), "reference": step_names[0], "versions": versions(),
+        "preprocess": plan.spec.to_dict(),
+        "data": {"description": reader.description, "views": views, "samples": len(records), "workers": workers},
+        "hygiene": hygiene, "stages": stages, "outputs": summarize_outputs(records), "task": task.name,
+        "layers": layer_rows, "layers_note": layer_note, "thresholds": limits,
+    }
+    if task.name != "raw":
+        report[task.name] = task.summarize([r["name"] for r in records], [r["task"] for r in records], labels)
+    return report
+
+
+def _sizes_latency(plan: _Plan) -> list[dict[str, Any]]:
+    from .adapter import Runner
+
+    rows = []
+    for s in plan.steps:
+        if s.kind != "tflite":
+            continue
+        runner = Runner(s.source, plan.spec, num_threads=1, trusted=True)
+        raw = [np.zeros(i.shape, dtype=i.dtype) for i in runner.inputs]
+        runner.invoke(raw)
+        times = []
+        for _ in range(10):
+            t = time.perf_counter()
+            runner.invoke(raw)
+            times.append(time.perf_counter() - t)
+        rows.append({"file": Path(s.source).name, "step": s.step, "bytes": Path(s.source).stat().st_size,
+                     "latency_ms_1_thread": round(1000 * float(np.median(times)), 3)})
+    return rows
+
+
+def _write(out_dir: Path, report: dict, records: list[dict], force: bool) -> None:
+    from .report_html import render
+
+    with staging(out_dir, force) as stage:
+        (stage / "report.json").write_text(dump_json(report))
+        (stage / "report.html").write_text(render(report, records))
