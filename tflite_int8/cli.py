@@ -14,6 +14,8 @@ import traceback
 import warnings
 from typing import Any, Sequence
 
+from .inspect import VERDICTS
+
 
 class _TqdmProgress:
     """Progress bars on stderr for long stages (calibration)."""
@@ -138,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="what a .tflite really is: I/O dtypes, quantization, verdict")
     i.add_argument("model")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print the facts as JSON")
+    i.add_argument("--compare", metavar="OTHER", help="a second .tflite, shown side by side with differences marked")
+    i.add_argument("--require", choices=list(VERDICTS),
+                   help="exit 1 unless the model's verdict is this one (for CI scripts)")
     return parser
 
 
@@ -166,22 +171,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return _verify(args)
     if args.command == "inspect":
-        from .inspect import describe
-
-        info = describe(args.model)
-        if args.json:
-            print(json.dumps(info, indent=2))
-        else:
-            print(f"{info['path']}: {info['verdict']} ({info['size_bytes'] / 1e6:.2f} MB)")
-            for kind in ("inputs", "outputs"):
-                for t in info[kind]:
-                    print(f"  {kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale']} "
-                          f"zero point {t['zero_point']}")
-            print("  ops: " + ", ".join(f"{k} x{v}" for k, v in info["op_histogram"].items()))
-            if info["float_ops"]:
-                print("  float ops: " + ", ".join(f"{k} x{v}" for k, v in info["float_ops"].items()))
-        return 0
+        return _inspect(args)
     raise _UsageError(f"unknown command {args.command}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .inspect import compare, describe
+    from .report import compare_summary, inspect_summary
+
+    info = describe(args.model)
+    other = describe(args.compare) if args.compare else None
+    if args.json:
+        print(json.dumps({"model": info, "other": other} if other else info, indent=2))
+    elif other:
+        print(compare_summary(info, other, compare(info, other)))
+    else:
+        print(inspect_summary(info))
+    if args.require and info["verdict"] != args.require:
+        where = "; float ops: " + ", ".join(f"{k} x{v}" for k, v in info["float_ops"].items()) if info["float_ops"] else ""
+        print(f"error: {args.model} is {info['verdict']}, not {args.require}{where}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -75,3 +75,46 @@ def verify_summary(result: Any) -> str:
         lines.append(f"reports: {result.report_dir}/report.json, {result.report_dir}/report.html")
     lines.append("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(result.failures))
     return "\n".join(lines)
+
+
+def inspect_summary(info: dict[str, Any]) -> str:
+    lines = [f"{info['path']}: {info['verdict']} ({info['size_bytes'] / 1e6:.2f} MB)", ""]
+    lines.append(f"{'':7} {'name':24} {'shape':18} {'dtype':8} {'quantization':34} float range")
+    for kind, key in (("inputs", "accepts"), ("outputs", "represents")):
+        for t in info[kind]:
+            if t["scale"]:
+                axis = (f"per-axis ({len(t['scale'])} scales, dim {t['quantized_dimension']})"
+                        if len(t["scale"]) > 1 else "per-tensor")
+                q = f"scale {t['scale'][0]:.4g}, zp {t['zero_point'][0]} {axis}"
+            else:
+                q = "none"
+            rng = t.get(key)
+            verb = "accepts" if kind == "inputs" else "represents"
+            span = f"{verb} {rng[0]:.4g}..{rng[1]:.4g}" if rng else "-"
+            lines.append(f"{kind[:-1]:7} {t['name'][:24]:24} {str(t['shape']):18} {t['dtype']:8} {q:34} {span}")
+    lines += ["", "ops: " + ", ".join(f"{k} x{v}" for k, v in info["op_histogram"].items())]
+    x = info["xnnpack"]
+    fallback = ", ".join(f"{k} x{v}" for k, v in x["fallback"].items()) or "none"
+    lines.append(f"XNNPACK: {x['partitions']} partition(s); takes {sum(x['delegated'].values())} ops, falls back on: "
+                 f"{fallback}")
+    if info["float_op_detail"]:
+        lines.append("float ops (why it is not full-integer):")
+        for d in info["float_op_detail"][:20]:
+            lines.append(f"  #{d['index']} {d['op']}: " + ", ".join(d["float_tensors"][:4]))
+        if len(info["float_op_detail"]) > 20:
+            lines.append(f"  ... and {len(info['float_op_detail']) - 20} more")
+    sigs = "; ".join(f"{k}({', '.join(v.get('inputs', []))}) -> {', '.join(v.get('outputs', []))}"
+                     for k, v in info["signatures"].items())
+    lines.append(f"signatures: {sigs or 'none'}")
+    lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in info["metadata"].items()))
+    return "\n".join(lines)
+
+
+def compare_summary(a: dict[str, Any], b: dict[str, Any], rows: list) -> str:
+    width = max(len(str(r[1])) for r in rows) + 2
+    lines = [f"  {'':22} {'A: ' + a['path'][-width + 3:]:{width}} B: {b['path']}"]
+    for field, x, y, differs in rows:
+        lines.append(f"{'!' if differs else ' '} {field[:22]:22} {x:{width}} {y}")
+    n = sum(r[3] for r in rows)
+    lines.append(f"{n} difference(s) (marked !)" if n else "no differences")
+    return "\n".join(lines)
