@@ -22,4 +22,9 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${PIP[@]}" -r requirements.lock
 "${PIP[@]}" --no-deps -r requirements-nodeps.lock
 "${PIP[@]}" --no-deps --no-build-isolation -e .
+# Fashion-MNIST for the accuracy benchmark (a Debian package; optional, best effort, never fatal).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+        || echo "setup.sh: could not install dataset-fashion-mnist (only the benchmarks need it)" >&2
+fi
 echo "$WANT" > "$STAMP"

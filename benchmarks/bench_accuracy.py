@@ -45,6 +45,7 @@ def run_imagenet(workers: int = 2) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
         for name, factory in IMAGENET.items():
             work = Path(tmp) / name
+            work.mkdir()
             ours = convert(factory, work / "ours", data=calib, views=CALIB_VIEWS, recipe=Recipe())
             _, spec = load_conversion(ours.out_dir)
             reader = open_reader(calib, spec, views=CALIB_VIEWS, warn_few=False)

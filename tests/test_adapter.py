@@ -39,11 +39,14 @@ def _equivalence(conversion, n: int = 1000, *, op_resolver: str = "auto") -> int
     float_io = Runner(conversion.files["int8-float-io"], spec, op_resolver=op_resolver)
     assert int_io.inputs[0].quantized and not float_io.inputs[0].quantized
     x = _edge_inputs(int_io.inputs[0], n, np.random.default_rng(7), (32, 32, 3))
-    a = int_io(x)[int_io.output_names[0]]
-    b = float_io(x)[float_io.output_names[0]]
-    assert a.shape == b.shape == (n, 10)
-    assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), \
-        f"{int((a != b).any(axis=1).sum())} of {n} outputs differ"
+    lo, hi = int_io.inputs[0].float_range()
+    # ... and the same inputs clipped into the calibrated range: the Runner's clamp-free fast path
+    for batch in (x, np.clip(x, lo, hi).astype(np.float32)):
+        a = int_io(batch)[int_io.output_names[0]]
+        b = float_io(batch)[float_io.output_names[0]]
+        assert a.shape == b.shape == (n, 10)
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), \
+            f"{int((a != b).any(axis=1).sum())} of {n} outputs differ"
     return n
 
 
@@ -143,6 +146,19 @@ def test_round_trip_error_is_at_most_half_a_step(scale, zp, x):
     assert np.all(q[xa > hi + step] == 127) and np.all(q[xa < lo - step] == -128)
 
 
+@settings(max_examples=300, deadline=None)
+@given(scale=st.floats(2.0 ** -12, 8.0, allow_nan=False, width=32), dtype=st.sampled_from(["int8", "uint8"]),
+       zp=st.integers(-128, 255), u=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=64))
+def test_in_range_fast_path_is_identical(scale, dtype, zp, u):
+    lo_i, hi_i = (-128, 127) if dtype == "int8" else (0, 255)
+    zp = min(max(zp, lo_i), hi_i)
+    info = TensorInfo("t", 0, (len(u),), dtype, (scale,), (zp,))
+    lo, hi = info.float_range()
+    xa = np.clip(np.float32(lo) + np.asarray(u, np.float32) * np.float32(hi - lo), lo, hi).astype(np.float32)
+    xa[0] = lo if len(u) % 2 else hi  # the range ends themselves
+    np.testing.assert_array_equal(quantize(xa, info, in_range=True), quantize(xa, info))
+
+
 @settings(max_examples=200, deadline=None)
 @given(mean=st.floats(0.0, 1.0), std=st.floats(0.05, 2.0), scale=st.floats(2.0 ** -10, 0.125, width=32),
        zp=st.integers(-128, 127))
@@ -229,7 +245,7 @@ def test_equivalence_on_efficientnet_lite0(tmp_path, photos, io_dtype):
     assert a.shape == (40, 1000)
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
     pix = np.random.default_rng(2).integers(0, 256, (4, 224, 224, 3), dtype=np.uint8)
-    demo_spec = PreprocessSpec(size=(224, 224), mean=(0.5,), std=(0.5,))
+    demo_spec = PreprocessSpec(size=(224, 224), mean=(127 / 255,), std=(128 / 255,))
     runner = Runner(conv.int8_path, demo_spec)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Int8Warning)

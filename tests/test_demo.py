@@ -29,3 +29,7 @@ def test_demo_converts_efficientnet_lite0_to_full_integer(tmp_path):
     # The figure is reported, and must at least be far above chance (1/1000) and the logits close.
     assert rep["classification"]["top1_agreement"] >= 0.6 and rep["outputs"]["output"]["cosine"] > 0.95
     assert rep["layers"] and (conv.out_dir / "verify" / "report.html").stat().st_size > 50_000
+    # (p - 127) / 128 puts uint8 pixels exactly on the int8 input grid: the pixel path is an integer offset
+    from tflite_int8 import Runner, load_conversion
+
+    assert Runner(conv.int8_path, load_conversion(conv.out_dir)[1]).pixel_fast_path == "offset"

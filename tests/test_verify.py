@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.models import TINY_SPEC, spatial, tiny
-from tflite_int8 import Recipe, convert
+from tests.models import TINY_SPEC, tiny
+from tflite_int8 import convert
 from tflite_int8.cli import main
 from tflite_int8.errors import InputError, Int8Warning
 from tflite_int8.verify import verify

@@ -75,13 +75,24 @@ def _broadcast(values: Sequence[float], info: TensorInfo, ndim: int, dtype: Any)
     return arr.reshape(shape)
 
 
-def quantize(x: np.ndarray, info: TensorInfo, *, rounding: str = "xnnpack") -> np.ndarray:
-    """float -> int exactly as TFLite's QUANTIZE kernel (see module docstring)."""
+def quantize(x: np.ndarray, info: TensorInfo, *, rounding: str = "xnnpack", in_range: bool = False) -> np.ndarray:
+    """float -> int exactly as TFLite's QUANTIZE kernel (see module docstring).
+
+    ``in_range=True`` promises every value lies within ``info.float_range()`` (the Runner knows it from
+    its min/max check): the clamp, numpy's slowest step here, is then skipped.
+    """
     if not info.quantized:
         raise InputError(f"tensor '{info.name}' is {info.dtype} without quantization parameters; nothing to quantize")
     lo, hi = INT_RANGES[info.dtype]
     xf = np.asarray(x, dtype=np.float32)
     scale = _broadcast(info.scales, info, xf.ndim, np.float32)
+    if rounding == "xnnpack" and in_range and not info.per_axis:
+        # rint(x / s) lies in [lo - zp, hi - zp]: cast first, add the zero point in the integer type.
+        q = np.multiply(xf, np.float32(1.0) / scale)
+        np.rint(q, out=q)
+        out = q.astype(info.dtype)
+        out += np.array(info.zero_points[0], dtype=info.dtype)
+        return out
     zp = _broadcast(info.zero_points, info, xf.ndim, np.float32)
     if rounding == "xnnpack":
         q = np.multiply(xf, np.float32(1.0) / scale)  # in-place from here: this is the hot path
@@ -210,9 +221,10 @@ class Runner:
         if not info.quantized:
             return np.ascontiguousarray(x, dtype=np.dtype(info.dtype))
         rng = info.float_range()
-        if rng is not None and (lo < rng[0] or hi > rng[1]):
+        inside = rng is not None and rng[0] <= lo and hi <= rng[1]
+        if rng is not None and not inside:
             self._check_range(x, info)
-        return np.ascontiguousarray(quantize(x, info, rounding=self.rounding))
+        return np.ascontiguousarray(quantize(x, info, rounding=self.rounding, in_range=inside))
 
     def _check_finite(self, x: np.ndarray, info: TensorInfo) -> np.ndarray:
         bad = ~np.isfinite(x)
@@ -294,9 +306,10 @@ def _io_infos(interp: Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
     sigs = interp._get_full_signature_list() if hasattr(interp, "_get_full_signature_list") else {}
     if len(sigs) == 1:
         sig = next(iter(sigs.values()))
-        ins = [_info(n, by_index[i]) for n, i in sorted(sig["inputs"].items(), key=lambda kv: _natural_key(kv[0]))]
-        outs = [_info(n, by_index[i]) for n, i in sorted(sig["outputs"].items(), key=lambda kv: _natural_key(kv[0]))]
-        if all(i.index in by_index for i in ins + outs):
+        ins_map, outs_map = sig.get("inputs", {}), sig.get("outputs", {})
+        if all(i in by_index for i in list(ins_map.values()) + list(outs_map.values())):  # else: a broken signature
+            ins = [_info(n, by_index[i]) for n, i in sorted(ins_map.items(), key=lambda kv: _natural_key(kv[0]))]
+            outs = [_info(n, by_index[i]) for n, i in sorted(outs_map.items(), key=lambda kv: _natural_key(kv[0]))]
             return ins, outs
     return ([_info(d["name"], d) for d in interp.get_input_details()],
             [_info(d["name"], d) for d in interp.get_output_details()])

@@ -131,8 +131,10 @@ class ArrayReader:
         path = Path(path)
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {path} as a .npy array: {exc}") from None
+        except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused
+            raise InputError(f"cannot read {path} as a .npy array: {type(exc).__name__}: {exc}") from None
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
         want = tuple(int(d) for d in input_shape[1:])
         if arr.ndim == len(want):
             arr = arr[None]

@@ -236,6 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # disk full, file too large, permissions met while writing
+        if args.debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot read or write a file{where}: {exc.strerror or exc}; no partial output was left",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; no partial output was left", file=sys.stderr)
         return 130

@@ -120,6 +120,15 @@ def _flatten_outputs(out: Any) -> list[np.ndarray]:
     raise ConversionError(f"model returned {type(out).__name__}; export needs tensors", stage="export")
 
 
+ORT_MAX_IR_VERSION = 11  # onnxruntime 1.23
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
 def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportResult:
     """Load an ONNX file, make its batch dimension static, simplify it with onnxslim, save to ``dst``."""
     import onnx
@@ -156,6 +165,10 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportR
         raise ConversionError(f"onnxslim could not simplify {src}: {type(exc).__name__}: {exc}", stage="export") from None
     if slim is None:
         raise ConversionError(f"onnxslim could not simplify {src}", stage="export")
+    if slim.ir_version > ORT_MAX_IR_VERSION:  # newer onnx writers; the graph itself is unchanged
+        adjustments.append(f"ONNX IR version lowered from {slim.ir_version} to {ORT_MAX_IR_VERSION}, the newest "
+                           f"ONNX Runtime {_ort_version()} reads")
+        slim.ir_version = ORT_MAX_IR_VERSION
     onnx.save(slim, str(dst))
     names = [i.name for i in slim.graph.input if i.name not in {x.name for x in slim.graph.initializer}]
     shapes = []

@@ -19,9 +19,20 @@ from .errors import InputError
 VERDICTS = ("full-integer", "integer with float I/O", "dynamic-range", "float16", "float32", "mixed")
 INT_TYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
 FLOAT_TYPES = {"float32", "float16", "float64"}
-_PROBE = ("import sys\nfrom ai_edge_litert.interpreter import Interpreter, OpResolverType\n"
-          "i = Interpreter(model_path=sys.argv[1], experimental_op_resolver_type="
-          "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)\ni.allocate_tensors()\n")
+_PROBE = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+for kind in (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.AUTO):
+    i = Interpreter(model_path=sys.argv[1], experimental_op_resolver_type=kind)
+    i.allocate_tensors()
+    i.get_tensor_details(); i._get_ops_details(); i.get_signature_list(); i._get_full_signature_list()
+    for d in i.get_input_details():
+        i.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    i.invoke()
+    for d in i.get_output_details():
+        i.get_tensor(d["index"])
+"""  # everything inspect and the Runner do with a file, once, where a crash only ends the child
 
 
 def check_header(path: str | Path) -> Path:

@@ -123,6 +123,12 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
     from .export import load_factory
 
     module, source = None, model
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".tflite"):
+        from .errors import AlreadyQuantizedError
+
+        raise AlreadyQuantizedError(f"{model} is already a TFLite model; convert takes the float PyTorch model or its "
+                                    f"ONNX export (quantizing a converted file again loses accuracy twice). To check "
+                                    f"an existing .tflite use `tflite-int8 inspect` or `verify --tflite`")
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
         if weights is not None:
             raise InputError("--weights applies to PyTorch models, not to an .onnx file")

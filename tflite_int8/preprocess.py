@@ -184,8 +184,10 @@ def _is_seq(value: Any) -> bool:
 def preset(name: str) -> PreprocessSpec:
     """Built-in specs for the demo and zoo models."""
     presets = {
-        # Weights converted from TF's EfficientNet-Lite, trained on (p - 127) / 128.
-        "efficientnet-lite0": PreprocessSpec(size=(224, 224), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        # Weights converted from TF's EfficientNet-Lite, trained on (p - 127) / 128: with that exact
+        # normalisation uint8 pixels land on the int8 input grid (scale 1/128), so the pixel path is a
+        # plain integer offset and the input carries no rounding error.
+        "efficientnet-lite0": PreprocessSpec(size=(224, 224), mean=(127 / 255,) * 3, std=(128 / 255,) * 3),
         "imagenet": PreprocessSpec(size=(224, 224)),
         "mobilenet-v2": PreprocessSpec(size=(224, 224)),
         "yolo": PreprocessSpec(size=(320, 320), resize="letterbox", mean=(0.0,), std=(1.0,)),

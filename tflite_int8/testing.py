@@ -8,7 +8,7 @@ which samples.  ``assert_full_integer(path)`` says which ops/tensors are float w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +47,11 @@ def assert_int8_parity(reference: Any, tflite_path: str | Path, inputs: Any, *, 
 
     if top1_agreement is None and cosine is None and max_abs_err is None:
         raise ValueError("assert_int8_parity needs at least one of top1_agreement, cosine, max_abs_err")
+    from .inspect import probe
+
     ref_spec = reference_spec(reference)
+    for path in [tflite_path] + ([ref_spec.source] if ref_spec.kind == "tflite" else []):
+        probe(path)  # corrupt files become an InputError, not a crashed test process
     samples = _samples(inputs)
     spec = spec or _spec_for(samples[0], "NHWC" if ref_spec.kind == "tflite" else "NCHW")
     names = None

@@ -118,8 +118,9 @@ def _write_sample_file(path: Path, spec: PreprocessSpec, samples: Sequence[np.nd
 def _raise_failure(onnx_path: Path, log: Path, code: int, outcome: dict | None) -> None:
     text = log.read_text(errors="replace") if log.exists() else ""
     clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    op_types = re.findall(r"onnx_op_type:\s*([A-Za-z0-9_]+)", clean)
-    op_names = re.findall(r"onnx_op_name:\s*(\S+)", clean)
+    missing = re.findall(r"No module named 'onnx2tf\.ops\.([A-Za-z0-9_]+)'", clean)  # no handler for the op
+    op_types = missing or re.findall(r"onnx_op_type:\s*([A-Za-z0-9_]+)", clean)
+    op_names = re.findall(r"Error from ONNX operation:\s*(\S+)", clean) or re.findall(r"onnx_op_name:\s*(\S+)", clean)
     detail = outcome.get("error") if outcome else (f"the onnx2tf process crashed (exit code {code})" if code else "")
     errors = [ln.strip() for ln in clean.splitlines() if "ERROR" in ln or "Error" in ln][-3:]
     hint = f" Last messages: {' | '.join(errors)[:600]}" if errors else ""

@@ -158,6 +158,16 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         plan = _Plan(steps, skipped, spec, int8, names, None, None)
     if not plan.int8.is_file():
         raise InputError(f"the int8 model {plan.int8} does not exist")
+    from .inspect import probe
+
+    for path in [plan.int8] + [Path(s.source) for s in plan.steps if s.kind == "tflite"]:
+        probe(path)  # a corrupt file fails here, in a child process, before any worker loads it
+    from .inspect import describe
+
+    verdict = describe(plan.int8, trusted=True)["verdict"]
+    if verdict in ("float32", "float16"):
+        raise InputError(f"{plan.int8} is {verdict}, not an int8 model: nothing quantized to verify. Pass the "
+                         f"int8 file (`tflite-int8 inspect` tells which file is which)")
     plan.steps.append(EngineSpec("tflite-int8", "tflite", str(plan.int8)))
     if len(plan.steps) < 2:
         raise InputError(f"nothing to compare {plan.int8} with: no float reference was found")

@@ -1,0 +1,304 @@
+"""The bad-input matrix: every case gets a typed error, the right exit code, and leaves no files behind.
+
+Each row runs twice: through the Python API (the error class) and through the CLI (exit code and
+message); afterwards the output folder does not exist and no partial folder is left in its parent.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from PIL import Image
+
+from tflite_int8 import (AlreadyQuantizedError, InputError, PreprocessSpec, UnsupportedOpError, convert, verify)
+from tflite_int8.cli import main
+from tflite_int8.inspect import describe
+
+TINY = ["--size", "32", "--resize", "stretch"]
+
+
+@dataclass
+class Case:
+    name: str
+    error: type
+    code: int
+    message: str
+    setup: Callable[[Path, Any], tuple[list[str], Callable[[], Any]]]
+
+
+def _onnx_bytes(tmp: Path, data: bytes) -> Path:
+    p = tmp / "model.onnx"
+    p.write_bytes(data)
+    return p
+
+
+def _onnx_graph(tmp: Path, nodes: list, inputs: list, outputs: list, name: str = "model.onnx") -> Path:
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    p = tmp / name
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), p)
+    return p
+
+
+def _vi(name: str, shape: list) -> Any:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _convert(model: Any, tmp: Path, ctx: Any, **kw: Any) -> tuple[list[str], Callable[[], Any]]:
+    data = kw.pop("data", ctx.photos)
+    spec = kw.pop("spec", PreprocessSpec(size=(32, 32), resize="stretch"))
+    extra = kw.pop("argv", TINY)
+    argv = ["convert", str(model), "-o", str(tmp / "out"), "--data", str(data), *extra]
+    return argv, lambda: convert(model, tmp / "out", spec=spec, data=data, **kw)
+
+
+def _folder(tmp: Path, files: dict[str, bytes | Image.Image]) -> Path:
+    d = tmp / "data"
+    d.mkdir(exist_ok=True)
+    for name, content in files.items():
+        if isinstance(content, Image.Image):
+            content.save(d / name)
+        else:
+            (d / name).write_bytes(content)
+    return d
+
+
+def _npy(tmp: Path, arr: np.ndarray) -> Path:
+    p = tmp / "calib.npy"
+    np.save(p, arr)
+    return p
+
+
+def _verify_tflite(tmp: Path, ctx: Any, data: bytes | None = None, path: Path | None = None) -> tuple:
+    if path is None:
+        path = tmp / "model.tflite"
+        path.write_bytes(data or b"")
+    ref = ctx.tiny_conversion.out_dir / "model.onnx"
+    argv = ["verify", "--reference", str(ref), "--tflite", str(path), *TINY, "--report-dir", str(tmp / "out")]
+    return argv, lambda: verify(tflite=path, reference=ref, spec=PreprocessSpec(size=(32, 32), resize="stretch"),
+                                report_dir=tmp / "out")
+
+
+def _two_inputs(tmp: Path, ctx: Any) -> tuple:
+    p = _onnx_graph(tmp, [helper.make_node("Add", ["a", "b"], ["y"])], [_vi("a", [1, 3, 32, 32]),
+                    _vi("b", [1, 3, 32, 32])], [_vi("y", [1, 3, 32, 32])])
+    return _convert(p, tmp, ctx)
+
+
+def _one_d(tmp: Path, ctx: Any) -> tuple:
+    p = _onnx_graph(tmp, [helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 16])], [_vi("y", [1, 16])])
+    return _convert(p, tmp, ctx)
+
+
+def _dynamic(tmp: Path, ctx: Any) -> tuple:
+    p = _onnx_graph(tmp, [helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 3, "h", "w"])],
+                    [_vi("y", [1, 3, "h", "w"])])
+    return _convert(p, tmp, ctx)
+
+
+def _lppool(tmp: Path, ctx: Any) -> tuple:
+    p = _onnx_graph(tmp, [helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=2)],
+                    [_vi("x", [1, 3, 32, 32])], [_vi("y", [1, 3, 31, 31])])
+    return _convert(p, tmp, ctx)
+
+
+def _pickle_ckpt(tmp: Path, ctx: Any) -> tuple:
+    from tests.models import tiny
+
+    torch.save(tiny(), tmp / "whole_model.pt")  # a pickled module: code runs when it is loaded
+    argv, _ = _convert("tests.models:tiny", tmp, ctx, argv=[*TINY, "--weights", str(tmp / "whole_model.pt")])
+    return argv, lambda: convert("tests.models:tiny", tmp / "out", data=ctx.photos, weights=tmp / "whole_model.pt")
+
+
+def _other_arch(tmp: Path, ctx: Any) -> tuple:
+    from tests.models import two_outputs
+
+    torch.save(two_outputs().state_dict(), tmp / "other.pt")
+    argv, _ = _convert("tests.models:tiny", tmp, ctx, argv=[*TINY, "--weights", str(tmp / "other.pt")])
+    return argv, lambda: convert("tests.models:tiny", tmp / "out", data=ctx.photos, weights=tmp / "other.pt")
+
+
+def _spec_file(tmp: Path, ctx: Any) -> tuple:
+    (tmp / "spec.toml").write_text('size = [32, 32]\ncolour = "RGB"\n')
+    from tflite_int8 import load_spec
+
+    argv = ["convert", "tests.models:tiny", "-o", str(tmp / "out"), "--spec", str(tmp / "spec.toml")]
+    return argv, lambda: load_spec(tmp / "spec.toml")
+
+
+def _exists(tmp: Path, ctx: Any) -> tuple:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "mine.txt").write_text("keep")
+    return _convert("tests.models:tiny", tmp, ctx)
+
+
+def _not_writable(tmp: Path, ctx: Any) -> tuple:
+    out = Path("/proc/sys/tflite-int8-out")  # /proc/sys cannot be written, even by root
+    argv = ["convert", "tests.models:tiny", "-o", str(out), "--data", str(ctx.photos)]
+    return argv, lambda: convert("tests.models:tiny", out, data=ctx.photos)
+
+
+def _tflite_as_model(tmp: Path, ctx: Any) -> tuple:
+    return _convert(ctx.tiny_conversion.int8_path, tmp, ctx)
+
+
+CASES = [
+    Case("empty ONNX file", InputError, 2, "is empty", lambda t, c: _convert(_onnx_bytes(t, b""), t, c)),
+    Case("truncated ONNX", InputError, 2, "model.onnx", lambda t, c: _convert(_onnx_bytes(
+        t, (c.tiny_conversion.out_dir / "model.onnx").read_bytes()[:300]), t, c)),
+    Case("garbage ONNX", InputError, 2, "not a valid ONNX", lambda t, c: _convert(_onnx_bytes(t, b"\x00junk" * 50),
+                                                                                  t, c)),
+    Case("ONNX op onnx2tf cannot translate (LpPool)", UnsupportedOpError, 2, "LpPool", _lppool),
+    Case("ONNX with dynamic H/W", InputError, 2, "dynamic", _dynamic),
+    Case("model with 2 inputs", InputError, 2, "2 inputs", _two_inputs),
+    Case("non-image (1-D) input", InputError, 2, "the model input is [1, 16]", _one_d),
+    Case("a .tflite given as the model to convert", AlreadyQuantizedError, 2, "already a TFLite model",
+         _tflite_as_model),
+    Case("empty .tflite to verify", InputError, 2, "is empty", lambda t, c: _verify_tflite(t, c, b"")),
+    Case("truncated .tflite to verify", InputError, 2, "cannot be loaded", lambda t, c: _verify_tflite(
+        t, c, c.tiny_conversion.int8_path.read_bytes()[:2000])),
+    Case("not a flatbuffer (.zip) as .tflite", InputError, 2, "not a TFLite flatbuffer",
+         lambda t, c: _verify_tflite(t, c, b"PK\x03\x04" + b"\x00" * 64)),
+    Case("float-only .tflite where int8 is expected", InputError, 2, "is float32, not an int8 model",
+         lambda t, c: _verify_tflite(t, c, path=c.tiny_conversion.files["float32"])),
+    Case("empty calibration folder", InputError, 2, "no usable images",
+         lambda t, c: _convert("tests.models:tiny", t, c, data=_folder(t, {}))),
+    Case("calibration folder of non-images only", InputError, 2, "2 files skipped",
+         lambda t, c: _convert("tests.models:tiny", t, c, data=_folder(t, {"a.txt": b"hi", "b.jpg": b"\xff\xd8no"}))),
+    Case("calibration path does not exist", InputError, 2, "does not exist",
+         lambda t, c: _convert("tests.models:tiny", t, c, data=t / "nowhere")),
+    Case(".npy of wrong shape", InputError, 2, "samples have shape", lambda t, c: _convert(
+        "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
+    Case(".npy of wrong dtype", InputError, 2, "expected float32", lambda t, c: _convert(
+        "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 32, 32), np.int64)))),
+    Case(".npy with NaN/Inf", InputError, 2, "contain NaN or Inf", lambda t, c: _convert(
+        "tests.models:tiny", t, c, data=_npy(t, np.full((4, 3, 32, 32), np.nan, np.float32)))),
+    Case("corrupt .npy", InputError, 2, "cannot read", lambda t, c: _convert(
+        "tests.models:tiny", t, c, data=_onnx_bytes(t, b"\x93NUMPY garbage").rename(t / "x.npy"))),
+    Case("checkpoint that is a pickle with code", InputError, 2, "--trust-checkpoint", _pickle_ckpt),
+    Case("checkpoint for another architecture", InputError, 2, "does not match the model", _other_arch),
+    Case("spec file with an unknown key", InputError, 2, "unknown key", _spec_file),
+    Case("output folder exists", InputError, 2, "already exists", _exists),
+    Case("output folder not writable", InputError, 2, "permission denied", _not_writable),
+    Case("factory that cannot be imported", InputError, 2, "cannot import",
+         lambda t, c: _convert("no_such_pkg.models:net", t, c)),
+    Case("factory that is not a module", InputError, 2, "nn.Module", lambda t, c: _convert(
+        "tests.models:not_a_module", t, c)),
+]
+
+
+@pytest.fixture
+def ctx(tiny_conversion, photos):
+    class Ctx:
+        pass
+
+    c = Ctx()
+    c.tiny_conversion, c.photos = tiny_conversion, photos
+    return c
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_matrix(case, tmp_path, ctx, capsys):
+    argv, call = case.setup(tmp_path, ctx)
+    with pytest.raises(case.error):
+        call()
+    out_existed = (tmp_path / "out").exists()
+    assert main(argv) == case.code
+    err = capsys.readouterr().err
+    assert case.message in err, err
+    assert "Traceback" not in err
+    if not out_existed:
+        assert not (tmp_path / "out").exists()
+    else:
+        assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+    assert _leftovers(tmp_path) == []
+
+
+def test_matrix_has_enough_rows():
+    assert len(CASES) + len(ACCEPTED) >= 30
+
+
+# Inputs that must be *accepted* (converted, not refused): the image zoo of real folders.
+ACCEPTED = {
+    "grayscale PNG": Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50), np.uint8)),
+    "RGBA PNG": Image.new("RGBA", (40, 30), (10, 200, 30, 128)),
+    "palette PNG": Image.new("P", (30, 40), 7),
+    "16-bit PNG": Image.fromarray((np.arange(1200).reshape(30, 40) * 50).astype(np.uint16)),
+    "CMYK JPEG": Image.new("CMYK", (40, 40), (10, 20, 30, 40)),
+    "1x1 image": Image.new("RGB", (1, 1), (255, 0, 0)),
+    "8000x8000 JPEG": Image.new("RGB", (8000, 8000), (90, 90, 90)),
+}
+
+
+def test_odd_images_are_accepted_and_broken_ones_counted(tmp_path, capsys):
+    names = {f"{k.replace(' ', '_')}.{'jpg' if 'JPEG' in k else 'png'}": v for k, v in ACCEPTED.items()}
+    data = _folder(tmp_path, names)
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (data / "notes.txt").write_text("not an image")
+    assert main(["convert", "tests.models:tiny", "-o", str(tmp_path / "out"), "--data", str(data), *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "2 file(s)" in err and "skipped" in err
+    assert describe(tmp_path / "out" / "model_int8.tflite")["verdict"] == "full-integer"
+
+
+def _run_cli(args: list[str], env_extra: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), **(env_extra or {}))
+    return subprocess.Popen([sys.executable, "-m", "tflite_int8", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_interrupted_conversion_leaves_nothing(tmp_path, photos):
+    proc = _run_cli(["convert", "tests.models:tiny", "-o", str(tmp_path / "out"), "--data", str(photos)],
+                    cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(".partial-" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.05)  # wait until the conversion is under way (its staging folder exists)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; no partial output was left" in err
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_disk_full_leaves_nothing(tmp_path, photos):
+    import resource
+
+    def small_files() -> None:  # files may not grow past 64 kB: writes fail like on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+
+    proc = _run_cli(["convert", "tests.models:spatial", "-o", str(tmp_path / "out"), "--data", str(photos)],
+                    cwd=tmp_path, preexec_fn=small_files)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    assert "error:" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
+def test_conversion_is_byte_deterministic_across_processes(tmp_path, photos):
+    """Same model, same calibration set and seed, two separate processes: the very same .tflite bytes."""
+    digests = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        proc = _run_cli(["convert", "tests.models:tiny", "-o", str(out), "--data", str(photos), "--views", "2",
+                         "--seed", "7"], cwd=tmp_path, env_extra={"PYTHONHASHSEED": str(k + 1)})
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        digests.append(((out / "model_int8.tflite").read_bytes(), (out / "model.onnx").read_bytes()))
+    assert digests[0][1] == digests[1][1]
+    assert digests[0][0] == digests[1][0]
