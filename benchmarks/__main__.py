@@ -6,13 +6,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks import bench_accuracy, bench_adapter, bench_convert  # noqa: E402
+from benchmarks import bench_accuracy, bench_adapter, bench_convert, bench_latency  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 
 
 def main() -> None:
     conv = bench_convert.run()
     adapter = bench_adapter.run()
+    latency = bench_latency.run()
     imagenet = bench_accuracy.run_imagenet()
     fmnist = bench_accuracy.run_fashion_mnist()
     lines = ["# Benchmarks", "", "Produced by `.venv/bin/python -m benchmarks` (rewrites this file). Machines here are",
@@ -47,6 +48,18 @@ def main() -> None:
               "Inputs inside the calibrated range (known from the Runner's min/max check) skip the clamp, numpy's "
               "slowest step (np.minimum/np.clip on float32 is ~5x an add in numpy 1.26); out-of-range inputs "
               "take the clamping path. With 2 threads invoke() halves while numpy stays single-threaded.", ""]
+    lines += ["## Inference latency: int8 vs float32 (XNNPACK, zeros input, warm-up then median of 50 invokes)", "",
+              f"CPU int8-relevant features: {bench_latency.cpu_int8_features()}", "",
+              "| model | threads | int8 ms | float32 ms | int8 / float32 |", "|---|---|---|---|---|"]
+    for model, r in latency.items():
+        for t in (1, 2):
+            lines.append(f"| {model} | {t} | {r[f'int8_{t}t_ms']:.2f} | {r[f'float32_{t}t_ms']:.2f} | "
+                         f"{r[f'ratio_{t}t']:.2f}x |")
+    lines += ["", "Goal int8 <= 0.5x float32 (demo model, 1 thread). XNNPACK takes every op of both files (`tflite-int8 "
+              "inspect`: 1 partition, no fallback), so nothing falls back to slow kernels; where the ratio is near 1 the "
+              "cause is the CPU: without VNNI (x86) XNNPACK's int8 GEMMs widen to 16-bit multiply-adds (AVX2 "
+              "vpmaddwd) and run at about the float32 FMA rate. Phones with ARMv8.2 dotprod/i8mm get the int8 speed-up; "
+              "this machine cannot show it.", ""]
     lines += ["## int8 accuracy: ours vs onnx2tf `-oiqt`, same calibration, same inputs", "",
               f"Calibration: the even half of the 24 bundled photos, {bench_accuracy.CALIB_VIEWS} views each "
               f"(120 samples), for both tools. Verification: {bench_accuracy.VERIFY_VIEWS} views of each odd photo "

@@ -90,7 +90,8 @@ def test_no_overlap_warning_on_other_data(tiny_conversion, gray_photos):
 
 
 def test_broken_model_fails_with_exit_1_and_points_at_layers(tmp_path, photos, gray_photos, capsys):
-    broken = convert("tests.models:spatial", tmp_path / "broken", data=gray_photos, views=2)
+    with pytest.warns(Int8Warning, match="calibration samples look constant"):
+        broken = convert("tests.models:spatial", tmp_path / "broken", data=gray_photos, views=2)
     code = main(["verify", str(broken.out_dir), "--data", str(photos)])
     printed = capsys.readouterr()
     assert code == 1

@@ -53,6 +53,9 @@ def load_state_dict(path: str | Path, *, trust_pickle: bool = False) -> dict[str
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError(f"checkpoint {path} is not a state dict of tensors (found {type(obj).__name__})")
+    from .guards import check_state_dict_float
+
+    check_state_dict_float(obj, str(path))
     return dict(obj)
 
 

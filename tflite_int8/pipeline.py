@@ -67,6 +67,10 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                                  "hash": reader.content_hash, "description": reader.description,
                                  "skipped_files": len(getattr(reader, "skipped", {}))}
         check_inputs = _first(reader, CHECK_SAMPLES)
+        if max(float(np.std(x)) for x in check_inputs) < 0.01:
+            warnings.warn(f"the calibration samples look constant (blank or single-colour images, e.g. "
+                          f"{reader.description}): int8 ranges fitted to them will not fit real inputs; calibrate on "
+                          f"real, representative photos", Int8Warning, stacklevel=2)
         onnx_samples = _first(reader, 20)
 
         from .export import export, prepare_onnx
@@ -83,6 +87,11 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
             run_onnx(onnx_path, check_inputs[:1])  # fails early, naming the file, if ORT cannot run it
         report["adjustments"] += exported.adjustments
+        import onnx
+
+        from .sparsity import onnx_sparsity
+
+        float_sparsity = onnx_sparsity(onnx.load(str(onnx_path)))
         report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
         report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": exported.output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_path)}
@@ -106,6 +115,9 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                             "variants": list(recipe.variants)}
         t = time.perf_counter()
         report["files"], report["tensors"] = _describe_files(q.files, exported.output_names)
+        from .sparsity import sparsity_report, tflite_sparsity
+
+        report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files["full-integer"]))
         report["stages"]["int8_check"] = _int8_check(q.files["full-integer"], tr.float32_tflite, spec, check_inputs,
                                                      exported.output_names)
         report["stages"]["int8_check"]["seconds"] = round(time.perf_counter() - t, 3)
@@ -134,7 +146,9 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
             raise InputError("--weights applies to PyTorch models, not to an .onnx file")
         from .export import load_onnx
 
-        load_onnx(model)  # exists, non-empty, valid: or an InputError naming the file
+        from .guards import check_onnx_float
+
+        check_onnx_float(load_onnx(model), str(model))  # valid (else InputError) and not already quantized
         report["source"] = {"kind": "onnx", "model": str(model), "sha256": sha256(model)}
     elif isinstance(model, (str, Path)):
         import importlib
@@ -162,6 +176,12 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
 
         report["source"]["weights"] = load_weights(module, weights, trust_pickle=trust, allow_partial=partial)
         report["source"]["weights"]["sha256"] = sha256(weights)
+    if module is not None:
+        from .guards import check_module_float, fold_pruning
+
+        check_module_float(module, str(report["source"]["model"]))
+        module, folded = fold_pruning(module)
+        report["adjustments"] += folded
     if spec is None:
         spec = PreprocessSpec()
         report["adjustments"].append("no preprocessing given: used the ImageNet default (224x224 center crop, "

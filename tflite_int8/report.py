@@ -33,6 +33,10 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
         for t in tensors.get(kind, []):
             lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale'][0]:.6g} "
                          f"zero point {t['zero_point'][0]}")
+    sp = report.get("sparsity")
+    if sp and sp["float"]["fraction"] > 0.01:
+        lines.append(f"sparsity: {sp['float']['fraction']:.1%} of float weights are zero, {sp['int8']['fraction']:.1%} "
+                     f"of int8 weights. {sp['note']}")
     for adj in report.get("adjustments", []):
         lines.append(f"note: {adj}")
     return "\n".join(lines)
@@ -69,7 +73,7 @@ def verify_summary(result: Any) -> str:
     if worst:
         lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")
         for r in worst:
-            node = f" <- ONNX {r['onnx_nodes'][0]}" if r["onnx_nodes"] else ""
+            node = f" <- ONNX {', '.join(r['onnx_nodes'][:2])}" if r["onnx_nodes"] else ""
             lines.append(f"  {r['rmse_over_scale']:7.3f} {r['op']:18} {r['tensor'][:60]}{node}")
     if result.report_dir:
         lines.append(f"reports: {result.report_dir}/report.json, {result.report_dir}/report.html")

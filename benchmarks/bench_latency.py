@@ -1,0 +1,47 @@
+"""Inference latency, int8 vs float32 TFLite, XNNPACK at 1 and 2 threads (warm-up, then median of 50 invokes).
+
+Both files come from one conversion (the float32 variant is the very graph that was quantized).
+The CPU's int8 dot-product support is recorded: XNNPACK's int8 kernels are fastest with VNNI
+(x86) or dotprod/i8mm (ARM phones); with plain AVX2 they run at about float32 speed.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import median_time
+
+MODELS = {"efficientnet-lite0": "tflite_int8.zoo:efficientnet_lite0", "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2"}
+
+
+def cpu_int8_features() -> str:
+    try:
+        flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":")[1].split())
+    except (OSError, StopIteration):
+        return "unknown"
+    have = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return ", ".join(have) or "none of avx2/avx512/vnni"
+
+
+def run(repeats: int = 50) -> dict:
+    from tflite_int8 import Recipe, Runner, convert
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        for name, factory in MODELS.items():
+            conv = convert(factory, Path(tmp) / name, num_samples=24, recipe=Recipe(variants=("float32",)))
+            row = {}
+            for threads in (1, 2):
+                for kind, path in (("int8", conv.int8_path), ("float32", conv.files["float32"])):
+                    runner = Runner(path, num_threads=threads, trusted=True)
+                    raw = [np.zeros(i.shape, i.dtype) for i in runner.inputs]
+                    row[f"{kind}_{threads}t_ms"] = median_time(lambda: runner.invoke(raw), repeats, warmup=5) * 1e3
+                row[f"ratio_{threads}t"] = row[f"int8_{threads}t_ms"] / row[f"float32_{threads}t_ms"]
+            results[name] = row
+    return results
+
+
+if __name__ == "__main__":
+    print(cpu_int8_features(), run())
