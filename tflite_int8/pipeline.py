@@ -67,7 +67,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                                  "hash": reader.content_hash, "description": reader.description,
                                  "skipped_files": len(getattr(reader, "skipped", {}))}
         check_inputs = _first(reader, CHECK_SAMPLES)
-        if max(float(np.std(x)) for x in check_inputs) < 0.01:
+        if max(float(np.std(spec.to_nhwc(x), axis=(0, 1, 2)).max()) for x in check_inputs) < 0.01:  # per channel
             warnings.warn(f"the calibration samples look constant (blank or single-colour images, e.g. "
                           f"{reader.description}): int8 ranges fitted to them will not fit real inputs; calibrate on "
                           f"real, representative photos", Int8Warning, stacklevel=2)
