@@ -58,7 +58,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
            progress: Callable[[str, int | None], Any] | None = None) -> VerifyResult:
     """Verify an int8 model against its float reference; write reports into ``report_dir``.
 
-    Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).  ``labels``: CSV, class-folder root, {file: class} or a list in sample order.
+    Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).
+    ``labels``: a CSV ``file,label``, a root of class folders, a {file: class} mapping or a list in sample order.
     """
     t0 = time.perf_counter()
     if workers < 1:
@@ -69,6 +70,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     if out_dir is not None:
         check_destination(out_dir, force)
     names = _class_names(class_names)
+    if isinstance(labels, (str, Path)):
+        labels = read_labels(labels, names)  # a bad labels file fails now, not after the whole run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Int8Warning)
         reader = open_reader(data if data is not None else default_data_dir(), plan.spec, views=views,
@@ -246,8 +249,6 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
 def _labels_in_order(labels: Any, records: Sequence[dict], class_names: Sequence[str]) -> list[int | None]:
     if labels is None:
         return [None] * len(records)
-    if isinstance(labels, (str, Path)):
-        labels = read_labels(labels, class_names)
     if isinstance(labels, Mapping):
         found = [label_for(r["source"], r["name"], labels) for r in records]
         if not any(v is not None for v in found):
