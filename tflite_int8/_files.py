@@ -53,16 +53,6 @@ def staging(out_dir: Path, force: bool) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def sha256(path: Any) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def finite(obj: Any) -> Any:
     """JSON has no Infinity/NaN: store them as strings."""
     if isinstance(obj, dict):

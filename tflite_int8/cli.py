@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .inspect import compare, describe
+    from .inspect import compare, counts_text, describe
     from .report import compare_summary, inspect_summary
 
     info = describe(args.model)
@@ -188,7 +188,7 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         print(inspect_summary(info))
     if args.require and info["verdict"] != args.require:
-        where = "; float ops: " + ", ".join(f"{k} x{v}" for k, v in info["float_ops"].items()) if info["float_ops"] else ""
+        where = f"; float ops: {counts_text(info['float_ops'])}" if info["float_ops"] else ""
         print(f"error: {args.model} is {info['verdict']}, not {args.require}{where}", file=sys.stderr)
         return 1
     return 0
@@ -205,11 +205,11 @@ def _verify(args: argparse.Namespace) -> int:
     flags = {"cosine": args.min_cosine, "sqnr_db": args.min_sqnr, "top1_agreement": args.min_top1,
              "top5_agreement": args.min_top5, "accuracy_drop_points": args.max_accuracy_drop}
     limits.update({k: v for k, v in flags.items() if v is not None})
+    report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
     result = verify(args.target, tflite=args.tflite, reference=args.reference, spec=_spec_from_args(args),
                     data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
                     num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
-                    workers=args.workers, layers=not args.no_layers,
-                    report_dir=args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report"), force=args.force,
+                    workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
                     progress=_TqdmProgress())
     print(json.dumps(result.report, indent=2, default=str) if args.json else verify_summary(result))
     return 0 if result.passed else 1

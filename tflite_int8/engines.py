@@ -52,10 +52,9 @@ class Engine:
         else:
             from .adapter import Runner
 
-            self._runner = Runner(self.spec.source, self.preprocess, num_threads=num_threads, trusted=True,
-                                  output_names=self.names, clip_warn=1.0)
-            self.names = self._runner.output_names
-            self.runner = self._runner
+            self.runner = Runner(self.spec.source, self.preprocess, num_threads=num_threads, trusted=True,
+                                 output_names=self.names, clip_warn=1.0)
+            self.names = self.runner.output_names
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return self._run(x)
@@ -77,7 +76,7 @@ class Engine:
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.names or [], outs)}
 
     def _tflite(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self._runner(x)
+        return self.runner(x)
 
 
 def load_module(source: Any, weights: str | None = None, trust: bool = False) -> Any:
@@ -110,6 +109,18 @@ def reference_spec(reference: Any, step: str = "reference") -> EngineSpec:
     if ":" in text:
         return EngineSpec(step, "pytorch", text)
     raise InputError(f"reference {text!r} is not an nn.Module, a 'package.module:factory', an .onnx or a .tflite")
+
+
+def shared_output_names(reference: EngineSpec, int8_path: str | Path) -> list[str]:
+    """Names for the outputs of a reference and an int8 model, matched by position: the ONNX file's,
+    the reference .tflite's, or else (a PyTorch reference) the int8 model's."""
+    if reference.kind == "onnxruntime":
+        from .export import load_onnx
+
+        return [o.name for o in load_onnx(reference.source).graph.output]
+    from .adapter import read_io
+
+    return [o.name for o in read_io(reference.source if reference.kind == "tflite" else int8_path)[1]]
 
 
 def aligned(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

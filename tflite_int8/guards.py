@@ -33,7 +33,9 @@ def check_onnx_float(model: Any, source: str) -> None:
                    if i.data_type in INT_WEIGHT_TYPES and (i.name in consumed or len(i.dims) >= 2)]
     if not ops and not int_weights:
         return
-    found = [f"{k} x{v}" for k, v in sorted(ops.items())]
+    from .inspect import counts_text
+
+    found = [counts_text(ops)] if ops else []
     if int_weights:
         found.append(f"{len(int_weights)} integer weight tensor(s) (e.g. '{int_weights[0]}')")
     raise AlreadyQuantizedError(f"{source} is already quantized: it holds {', '.join(found)}. {ADVICE}")

@@ -107,7 +107,7 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
         if names and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
             float_detail.append({"op": op["op_name"], "index": int(op["index"]), "float_tensors": names})
     delegated = load_interpreter(path, op_resolver="auto", trusted=True)
-    xnn = _xnnpack(delegated._get_ops_details(), tensors)
+    xnn = _xnnpack(delegated._get_ops_details())
     info = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
@@ -125,7 +125,7 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     return info
 
 
-def _xnnpack(ops: list, tensors: dict) -> dict[str, Any]:
+def _xnnpack(ops: list) -> dict[str, Any]:
     """Which ops the XNNPACK delegate took and which fall back to the built-in kernels.
 
     After delegation the interpreter lists the original ops plus one DELEGATE node per partition.
@@ -195,8 +195,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, b
             rows.append((f"{kind[:-1]} {k}", ta, tb))
     for op in sorted(set(a["op_histogram"]) | set(b["op_histogram"])):
         rows.append((f"op {op}", str(a["op_histogram"].get(op, 0)), str(b["op_histogram"].get(op, 0))))
-    rows.append(("float ops", _counts(a["float_ops"]), _counts(b["float_ops"])))
-    rows.append(("XNNPACK fallback", _counts(a["xnnpack"]["fallback"]), _counts(b["xnnpack"]["fallback"])))
+    rows.append(("float ops", counts_text(a["float_ops"]), counts_text(b["float_ops"])))
+    rows.append(("XNNPACK fallback", counts_text(a["xnnpack"]["fallback"]), counts_text(b["xnnpack"]["fallback"])))
     return [(f, x, y, x != y) for f, x, y in rows]
 
 
@@ -204,7 +204,8 @@ def _num(values: list) -> str:
     return ",".join(f"{v:.4g}" for v in values[:4]) + ("…" if len(values) > 4 else "")
 
 
-def _counts(c: dict) -> str:
+def counts_text(c: dict) -> str:
+    """{op: n} as 'A x2, B x1' (sorted by name), or 'none'."""
     return ", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none"
 
 

@@ -36,8 +36,7 @@ class LadderJob:
     num_threads: int = 1
 
 
-def run_samples(job: LadderJob, reader: Any, start: int = 0,
-                tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """One record per sample: step-to-step metrics, int8-vs-reference metrics, task record, thumbnail."""
     first = Engine(job.steps[0], job.spec, job.output_names, num_threads=job.num_threads)
     names = job.output_names or first.names  # explicit reference: its output names, by position
@@ -48,7 +47,7 @@ def run_samples(job: LadderJob, reader: Any, start: int = 0,
         outs = [engines[0](sample.x)]
         for eng in engines[1:]:
             outs.append(aligned(outs[0], eng(sample.x)))
-        rec: dict[str, Any] = {"index": start + i, "name": sample.name, "source": sample.source, "steps": {}}
+        rec: dict[str, Any] = {"index": i, "name": sample.name, "source": sample.source, "steps": {}}
         for k in range(1, len(engines)):
             rec["steps"][job.steps[k].step] = {n: compare(outs[k - 1][n], outs[k][n]) for n in outs[0]}
         ref, q = outs[0], outs[-1]

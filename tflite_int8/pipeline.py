@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._files import check_destination, dump_json, sha256, staging
+from ._files import check_destination, dump_json, staging
 from .calibrate import default_data_dir, open_reader
-from .errors import InputError, Int8Warning, UnsupportedOpError
+from .images import file_sha256
+from .errors import AlreadyQuantizedError, InputError, Int8Warning, UnsupportedOpError
 from .metrics import compare, worst
 from .preprocess import PreprocessSpec
 from .quantize import Recipe
@@ -91,10 +92,11 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
         from .sparsity import onnx_sparsity
 
-        float_sparsity = onnx_sparsity(onnx.load(str(onnx_path)))
+        onnx_model = onnx.load(str(onnx_path))
+        float_sparsity = onnx_sparsity(onnx_model)
         report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
         report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": exported.output_names,
-                          "input_shapes": exported.input_shapes, "opset": _opset(onnx_path)}
+                          "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
 
         from .translate import translate
 
@@ -136,8 +138,6 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
 
     module, source = None, model
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".tflite"):
-        from .errors import AlreadyQuantizedError
-
         raise AlreadyQuantizedError(f"{model} is already a TFLite model; convert takes the float PyTorch model or its "
                                     f"ONNX export (quantizing a converted file again loses accuracy twice). To check "
                                     f"an existing .tflite use `tflite-int8 inspect` or `verify --tflite`")
@@ -149,7 +149,7 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         from .guards import check_onnx_float
 
         check_onnx_float(load_onnx(model), str(model))  # valid (else InputError) and not already quantized
-        report["source"] = {"kind": "onnx", "model": str(model), "sha256": sha256(model)}
+        report["source"] = {"kind": "onnx", "model": str(model), "sha256": file_sha256(model)}
     elif isinstance(model, (str, Path)):
         import importlib
 
@@ -175,7 +175,7 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         from .checkpoint import load_weights
 
         report["source"]["weights"] = load_weights(module, weights, trust_pickle=trust, allow_partial=partial)
-        report["source"]["weights"]["sha256"] = sha256(weights)
+        report["source"]["weights"]["sha256"] = file_sha256(weights)
     if module is not None:
         from .guards import check_module_float, fold_pruning
 
@@ -214,7 +214,7 @@ def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[di
     described, tensors = {}, {}
     for variant, path in files.items():
         info = describe(path, trusted=True)
-        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": sha256(path),
+        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": file_sha256(path),
                               "verdict": info["verdict"], "op_histogram": info["op_histogram"],
                               "float_ops": info["float_ops"]}
         if variant == "full-integer":
@@ -280,8 +280,5 @@ def _tool_version() -> str:
     return __version__
 
 
-def _opset(path: Path) -> int:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+def _opset(model: Any) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -69,7 +69,7 @@ def verify_summary(result: Any) -> str:
             line += (f"; accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
                      f"({c['accuracy_drop_points']:+.2f} points drop)")
         lines.append(line)
-    worst = [r for r in rep.get("layers", [])[:5]]
+    worst = rep.get("layers", [])[:5]
     if worst:
         lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")
         for r in worst:
@@ -96,11 +96,12 @@ def inspect_summary(info: dict[str, Any]) -> str:
             verb = "accepts" if kind == "inputs" else "represents"
             span = f"{verb} {rng[0]:.4g}..{rng[1]:.4g}" if rng else "-"
             lines.append(f"{kind[:-1]:7} {t['name'][:24]:24} {str(t['shape']):18} {t['dtype']:8} {q:34} {span}")
-    lines += ["", "ops: " + ", ".join(f"{k} x{v}" for k, v in info["op_histogram"].items())]
+    from .inspect import counts_text
+
+    lines += ["", "ops: " + counts_text(info["op_histogram"])]
     x = info["xnnpack"]
-    fallback = ", ".join(f"{k} x{v}" for k, v in x["fallback"].items()) or "none"
     lines.append(f"XNNPACK: {x['partitions']} partition(s); takes {sum(x['delegated'].values())} ops, falls back on: "
-                 f"{fallback}")
+                 f"{counts_text(x['fallback'])}")
     if info["float_op_detail"]:
         lines.append("float ops (why it is not full-integer):")
         for d in info["float_op_detail"][:20]:

@@ -42,33 +42,26 @@ def assert_int8_parity(reference: Any, tflite_path: str | Path, inputs: Any, *, 
     absolute error (float units), ``top1_agreement`` a floor on the share of samples whose argmax agrees.
     """
     from .adapter import read_io
-    from .engines import Engine, aligned, reference_spec
-    from .metrics import compare
+    from .calibrate import Sample
+    from .engines import reference_spec, shared_output_names
+    from .inspect import probe
+    from .ladder import LadderJob, run_samples
+    from .tasks import ClassificationTask, RawTask
 
     if top1_agreement is None and cosine is None and max_abs_err is None:
         raise ValueError("assert_int8_parity needs at least one of top1_agreement, cosine, max_abs_err")
-    from .inspect import probe
-
     ref_spec = reference_spec(reference)
     for path in [tflite_path] + ([ref_spec.source] if ref_spec.kind == "tflite" else []):
         probe(path)  # corrupt files become an InputError, not a crashed test process
     samples = _samples(inputs)
     spec = spec or _spec_for(samples[0], "NHWC" if ref_spec.kind == "tflite" else "NCHW")
-    names = None
-    if ref_spec.kind != "onnxruntime":
-        names = [o.name for o in read_io(ref_spec.source if ref_spec.kind == "tflite" else tflite_path)[1]]
-    ref_engine = Engine(ref_spec, spec, names)
-    q_engine = Engine(reference_spec(str(tflite_path), "tflite-int8"), spec, ref_engine.names or names)
-    per: dict[str, list[dict[str, float]]] = {}
-    tops: list[tuple[int, int]] = []
-    for x in samples:
-        ref = ref_engine(x)
-        got = aligned(ref, q_engine(x))
-        for name in ref:
-            per.setdefault(name, []).append(compare(ref[name], got[name]))
-        first = next(iter(ref))
-        if ref[first].ndim == 2 and ref[first].shape == (1, ref[first].size) and ref[first].size > 1:
-            tops.append((int(np.argmax(ref[first])), int(np.argmax(got[first]))))
+    names = shared_output_names(ref_spec, tflite_path)
+    first = read_io(tflite_path)[1][0].shape
+    task = ClassificationTask(names[0]) if len(first) == 2 and first[0] == 1 and first[1] > 1 else RawTask()
+    job = LadderJob((ref_spec, reference_spec(str(tflite_path), "tflite-int8")), spec, tuple(names), task)
+    records = run_samples(job, [Sample(f"#{i}", x) for i, x in enumerate(samples)])
+    per = {n: [r["end_to_end"][n] for r in records] for n in names}
+    tops = [(r["task"]["float_top5"][0], r["task"]["int8_top5"][0]) for r in records] if task.name != "raw" else []
     return _judge(per, tops, top1_agreement, cosine, max_abs_err, Path(tflite_path).name)
 
 

@@ -12,7 +12,7 @@ import datetime
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from ._files import check_destination, dump_json, staging
 from .calibrate import default_data_dir, open_reader
-from .engines import EngineSpec, reference_spec
+from .engines import EngineSpec, reference_spec, shared_output_names
 from .errors import InputError, Int8Error, Int8Warning
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
 from .preprocess import PreprocessSpec
@@ -48,6 +48,7 @@ class _Plan:
     conversion: dict[str, Any] | None
     onnx: Path | None
     notes: dict[str, str] = field(default_factory=dict)
+    int8_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape, from describe()
 
 
 def verify(target: str | Path | None = None, *, tflite: str | Path | None = None, reference: Any = None,
@@ -79,16 +80,13 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         hygiene, calib_reader = _hygiene(plan.conversion, plan.spec, reader)
         with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
             translated = _translate_if_needed(plan, reader, Path(work), layers)
-            from .adapter import read_io
-
-            _, outs = read_io(plan.int8)
-            shapes = {n: o.shape for n, o in zip(plan.output_names or [o.name for o in outs], outs)}
+            shapes = dict(zip(plan.output_names or list(plan.int8_outputs), plan.int8_outputs.values()))
             the_task = choose_task(task, shapes, names)
             job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
             records = run_ladder(job, reader, workers=workers, progress=progress)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
             sizes = _sizes_latency(plan)
-        label_list = _labels_in_order(labels, records, names)
+        label_list = _labels_in_order(labels, records)
         report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
                          workers, views)
         report["sizes_latency"] = sizes
@@ -125,7 +123,8 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         spec = spec or conv_spec
         src = conv.get("source", {})
         if reference is not None:
-            steps.append(reference_spec(reference, "pytorch" if _is_torch(reference) else "reference"))
+            ref = reference_spec(reference)
+            steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
         elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
             weights = src.get("weights", {}).get("file")
             steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
@@ -150,15 +149,9 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         int8 = Path(tflite)
         ref = reference_spec(reference)
         steps.append(ref)
-        from .adapter import read_io
-
-        if ref.kind == "onnxruntime":
-            from .export import load_onnx
-
-            names = [o.name for o in load_onnx(ref.source).graph.output]
-        else:  # outputs matched by position, named as in the reference .tflite or else the int8 model
-            names = [o.name for o in read_io(ref.source if ref.kind == "tflite" else int8)[1]]
-        plan = _Plan(steps, skipped, spec, int8, names, None, None)
+        if not int8.is_file():
+            raise InputError(f"the int8 model {int8} does not exist")
+        plan = _Plan(steps, skipped, spec, int8, shared_output_names(ref, int8), None, None)
     if not plan.int8.is_file():
         raise InputError(f"the int8 model {plan.int8} does not exist")
     from .inspect import probe
@@ -167,7 +160,9 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         probe(path)  # a corrupt file fails here, in a child process, before any worker loads it
     from .inspect import describe
 
-    verdict = describe(plan.int8, trusted=True)["verdict"]
+    info = describe(plan.int8, trusted=True)
+    plan.int8_outputs = {o["name"]: tuple(o["shape"]) for o in info["outputs"]}
+    verdict = info["verdict"]
     if verdict in ("float32", "float16"):
         raise InputError(f"{plan.int8} is {verdict}, not an int8 model: nothing quantized to verify. Pass the "
                          f"int8 file (`tflite-int8 inspect` tells which file is which)")
@@ -175,12 +170,6 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
     if len(plan.steps) < 2:
         raise InputError(f"nothing to compare {plan.int8} with: no float reference was found")
     return plan
-
-
-def _is_torch(obj: Any) -> bool:
-    from .export import _is_module
-
-    return _is_module(obj) or (isinstance(obj, str) and ":" in obj and not obj.endswith((".onnx", ".tflite")))
 
 
 def _hygiene(conversion: dict | None, spec: PreprocessSpec, reader: Any) -> tuple[dict[str, Any], Any]:
@@ -246,7 +235,7 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
     return rows, note + f"; errors measured on {len(debug)} verification samples"
 
 
-def _labels_in_order(labels: Any, records: Sequence[dict], class_names: Sequence[str]) -> list[int | None]:
+def _labels_in_order(labels: Any, records: Sequence[dict]) -> list[int | None]:
     if labels is None:
         return [None] * len(records)
     if isinstance(labels, Mapping):
