@@ -9,6 +9,15 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     echo "setup.sh: Python 3.11 is required (found $("$PY" --version 2>&1))" >&2
     exit 2
 fi
+# The Android harness's Java core is tested with javac and Debian's JUnit 5 console launcher.
+if { ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/junit-platform-console-standalone.jar ]; }; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "setup.sh: installing default-jdk-headless and junit5 (apt) for the Java core's tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless junit5 >/dev/null
+    else
+        echo "setup.sh: the Java core's tests need javac and junit5: sudo apt-get install default-jdk-headless junit5" >&2
+    fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 STAMP=.venv/.tflite-int8-setup
 WANT="$(cat requirements.lock requirements-nodeps.lock pyproject.toml | sha256sum | cut -d' ' -f1)"

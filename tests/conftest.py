@@ -31,6 +31,20 @@ def _guarded_connect_ex(self, address):  # type: ignore[no-untyped-def]
     return _REAL_CONNECT_EX(self, address)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--arm64", action="store_true",
+                     help="also run the ARM64 check (root, debootstrap, qemu-user-static; ~10 min the first time)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    if config.getoption("--arm64"):
+        return
+    skip = pytest.mark.skip(reason="opt-in: pytest --arm64 (needs root, debootstrap, qemu-user-static)")
+    for item in items:
+        if "arm64" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Active for the whole suite: any TCP/UDP connect fails the test that made it.
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
@@ -60,6 +74,16 @@ def tiny_conversion_uint8(tmp_path_factory: pytest.TempPathFactory, photos: Path
     out = tmp_path_factory.mktemp("conv") / "tiny_uint8"
     return convert(tiny(), out, spec=TINY_SPEC, data=photos, views=2,
                    recipe=Recipe(io_dtype="uint8", variants=("int8-float-io",)))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conversion, photos: Path) -> Path:
+    """An Android bundle of the tiny conversion: 4 photos, the host's outputs."""
+    from tflite_int8 import android
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    android.bundle(tiny_conversion.out_dir, out, data=photos, num_samples=4, runs=5)
+    return out
 
 
 @pytest.fixture

@@ -1,12 +1,8 @@
 """The I/O adapter: float in, float out, bit-identical to TFLite's own QUANTIZE/DEQUANTIZE.
 
-TFLite's QUANTIZE (float -> int) is not one rule across kernels.  The optimized
-kernels and XNNPACK (what LiteRT and phones run by default) compute
-``rint(x * (1 / scale)) + zero_point`` in float32 (ties to even, multiply by the
-float32 inverse); the reference kernels compute ``round(x / scale)`` (ties away
-from zero).  :func:`quantize` follows the default runtime (``rounding="xnnpack"``)
-and can follow the reference kernels (``rounding="reference"``).
-DEQUANTIZE is ``(q - zero_point) * scale`` in float32.
+The arithmetic lives in :mod:`.qmath` (ties to even after multiplying by the float32
+inverse, as XNNPACK and the optimized kernels do by default; ``rounding="reference"``
+for the reference kernels).  This module binds it to a model's tensors.
 """
 from __future__ import annotations
 
@@ -18,10 +14,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from . import qmath
 from .errors import InputError, Int8Warning
 from .preprocess import PreprocessSpec
 
-INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int32": (-2**31, 2**31 - 1)}
+INT_RANGES = qmath.INT_RANGES
 
 
 @dataclass(frozen=True)
@@ -66,55 +63,23 @@ def _info(name: str, d: Mapping[str, Any]) -> TensorInfo:
                       scales, zps, int(qp.get("quantized_dimension", 0)))
 
 
-def _broadcast(values: Sequence[float], info: TensorInfo, ndim: int, dtype: Any) -> np.ndarray:
-    arr = np.asarray(values, dtype=dtype)
-    if arr.size == 1:
-        return arr.reshape(())
-    shape = [1] * ndim
-    shape[info.quantized_dimension] = arr.size
-    return arr.reshape(shape)
-
-
 def quantize(x: np.ndarray, info: TensorInfo, *, rounding: str = "xnnpack", in_range: bool = False) -> np.ndarray:
-    """float -> int exactly as TFLite's QUANTIZE kernel (see module docstring).
+    """float -> int exactly as TFLite's QUANTIZE kernel (see module docstring and :mod:`.qmath`).
 
     ``in_range=True`` promises every value lies within ``info.float_range()`` (the Runner knows it from
-    its min/max check): the clamp, numpy's slowest step here, is then skipped.
+    its min/max check): the clamp is then skipped.
     """
     if not info.quantized:
         raise InputError(f"tensor '{info.name}' is {info.dtype} without quantization parameters; nothing to quantize")
-    lo, hi = INT_RANGES[info.dtype]
-    xf = np.asarray(x, dtype=np.float32)
-    scale = _broadcast(info.scales, info, xf.ndim, np.float32)
-    if rounding == "xnnpack" and in_range and not info.per_axis:
-        # rint(x / s) lies in [lo - zp, hi - zp]: cast first, add the zero point in the integer type.
-        q = np.multiply(xf, np.float32(1.0) / scale)
-        np.rint(q, out=q)
-        out = q.astype(info.dtype)
-        out += np.array(info.zero_points[0], dtype=info.dtype)
-        return out
-    zp = _broadcast(info.zero_points, info, xf.ndim, np.float32)
-    if rounding == "xnnpack":
-        q = np.multiply(xf, np.float32(1.0) / scale)  # in-place from here: this is the hot path
-        np.rint(q, out=q)
-    elif rounding == "reference":
-        v = xf / scale
-        q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
-    else:
-        raise ValueError(f"rounding must be 'xnnpack' or 'reference', not {rounding!r}")
-    np.add(q, zp, out=q)
-    np.clip(q, lo, hi, out=q)
-    return q.astype(info.dtype)
+    return qmath.quantize(x, info.scales, info.zero_points, info.dtype, axis=info.quantized_dimension,
+                          rounding=rounding, in_range=in_range)
 
 
 def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
     """int -> float exactly as TFLite's DEQUANTIZE: (q - zero_point) * scale in float32."""
     if not info.quantized:
         return np.asarray(q, dtype=np.float32)
-    qa = np.asarray(q)
-    scale = _broadcast(info.scales, info, qa.ndim, np.float32)
-    zp = _broadcast(info.zero_points, info, qa.ndim, np.int32)
-    return ((qa.astype(np.int32) - zp).astype(np.float32) * scale).astype(np.float32)
+    return qmath.dequantize(q, info.scales, info.zero_points, axis=info.quantized_dimension)
 
 
 def pixel_table(spec: PreprocessSpec, info: TensorInfo, *, rounding: str = "xnnpack") -> np.ndarray:
@@ -164,6 +129,12 @@ class Runner:
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
+
+    def interpreter_order(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
+        """Inputs and outputs in the interpreter's own order (what LiteRT's Java API numbers 0, 1, ...)."""
+        by_index = {t.index: t for t in self.inputs + self.outputs}
+        return ([by_index[d["index"]] for d in self._interp.get_input_details()],
+                [by_index[d["index"]] for d in self._interp.get_output_details()])
 
     def __call__(self, *args: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
         arrays = self._bind(args, named)

@@ -144,7 +144,79 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--compare", metavar="OTHER", help="a second .tflite, shown side by side with differences marked")
     i.add_argument("--require", choices=list(VERDICTS),
                    help="exit 1 unless the model's verdict is this one (for CI scripts)")
+    _add_android(sub)
     return parser
+
+
+def _add_android(sub: Any) -> None:
+    a = sub.add_parser("android", help="the on-device side: bundles, phone runs, ARM64 parity check")
+    asub = a.add_subparsers(dest="android_command", required=True)
+    b = asub.add_parser("bundle", help="write a bundle (model, quantized inputs, expected outputs, manifest)")
+    b.add_argument("target", help="a conversion output folder, or an int8 .tflite (then give --preset/--spec)")
+    b.add_argument("-o", "--out", required=True, help="bundle directory (must not exist unless --force)")
+    b.add_argument("--data", help="images folder or .npy of float inputs (default: the bundled photos)")
+    b.add_argument("--num-samples", type=int, default=8, help="verification inputs (default 8)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-step-diff", type=int, help="allowed output difference in int8 steps (default 1)")
+    b.add_argument("--min-cosine", type=float, help="minimum cosine per output (default 0.999)")
+    b.add_argument("--runs", type=int, default=20, help="timed runs on the device (default 20)")
+    b.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    _add_preprocess_args(b)
+    r = asub.add_parser("run", help="push a bundle to a phone with adb, run the harness app, compare")
+    r.add_argument("bundle")
+    r.add_argument("--serial", help="adb serial of the phone (adb devices)")
+    r.add_argument("--adb", default="adb", help="the adb executable (default: adb on PATH)")
+    r.add_argument("--no-xnnpack", action="store_true", help="compare the builtin kernels' outputs instead")
+    r.add_argument("-o", "--out", help="write the comparison report (JSON) here")
+    r.add_argument("--force", action="store_true", help="replace an existing report file")
+    c = asub.add_parser("compare", help="compare a device's results JSON with its bundle: pass/fail")
+    c.add_argument("results")
+    c.add_argument("bundle")
+    c.add_argument("-o", "--out", help="write the comparison report (JSON) here")
+    c.add_argument("--force", action="store_true", help="replace an existing report file")
+    k = asub.add_parser("arm64-check", help="run the bundle on emulated aarch64 LiteRT (debootstrap + qemu; root)")
+    k.add_argument("bundle")
+    k.add_argument("--root", help="the arm64 root to build or reuse (default ~/.cache/tflite-int8/arm64-bookworm)")
+    k.add_argument("--rebuild", action="store_true", help="build the arm64 root again")
+    k.add_argument("--runs", type=int, default=5, help="timed runs per runtime (default 5; emulation is slow)")
+    k.add_argument("-o", "--out", help="where the aarch64 results JSON goes (default BUNDLE.arm64-results.json)")
+    k.add_argument("--force", action="store_true", help="replace an existing results file")
+
+
+def _android(args: argparse.Namespace) -> int:
+    from . import android
+    from .report import android_summary
+
+    cmd = args.android_command
+    if cmd == "bundle":
+        limits = {k: v for k, v in (("max_step_diff", args.max_step_diff), ("min_cosine", args.min_cosine))
+                  if v is not None}
+        manifest = android.bundle(args.target, args.out, spec=_spec_from_args(args), data=args.data,
+                                  num_samples=args.num_samples, seed=args.seed, thresholds=limits, runs=args.runs,
+                                  force=args.force)
+        print(f"bundle {args.out}: {manifest['model']['bytes']:,} B model, {len(manifest['samples'])} samples, "
+              f"thresholds {manifest['thresholds']}")
+        return 0
+    if cmd == "arm64-check":
+        from .arm64 import arm64_check
+
+        out = args.out or f"{args.bundle.rstrip('/')}.arm64-results.json"
+        if os.path.exists(out) and not args.force:
+            raise _UsageError(f"{out} already exists; choose another path with -o or pass --force")
+        doc, report = arm64_check(args.bundle, root=args.root, rebuild=args.rebuild, runs=args.runs,
+                                  progress=_TqdmProgress())
+        android.write_report(doc, out, force=args.force)
+        print(android_summary(report, results_path=out))
+        return 0 if report["passed"] else 1
+    if cmd == "compare":
+        report = android.compare(args.results, args.bundle)
+    else:
+        report = android.run(args.bundle, serial=args.serial, adb=args.adb, xnnpack=not args.no_xnnpack,
+                             progress=_TqdmProgress())
+    if args.out:
+        android.write_report(report, args.out, force=args.force)
+    print(android_summary(report))
+    return 0 if report["passed"] else 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -172,6 +244,8 @@ def _run(args: argparse.Namespace) -> int:
         return _verify(args)
     if args.command == "inspect":
         return _inspect(args)
+    if args.command == "android":
+        return _android(args)
     raise _UsageError(f"unknown command {args.command}")
 
 

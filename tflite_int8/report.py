@@ -123,3 +123,38 @@ def compare_summary(a: dict[str, Any], b: dict[str, Any], rows: list) -> str:
     n = sum(r[3] for r in rows)
     lines.append(f"{n} difference(s) (marked !)" if n else "no differences")
     return "\n".join(lines)
+
+
+def android_summary(report: dict[str, Any], *, results_path: str | None = None) -> str:
+    """A device comparison (android compare/run/arm64-check) in a few lines."""
+    dev = report.get("device", {})
+    lines = [f"device: {dev.get('runner', '?')} on {dev.get('arch', '?')} ({dev.get('runtime', '?')})"]
+    iq = report.get("input_quantization") or {}
+    if iq:
+        lines.append(f"input quantization: {iq.get('mismatches', 0)} of {iq.get('checked', 0)} values differ "
+                     f"from the host adapter")
+    lines.append(f"{'output':<28} {'max step diff':>13} {'differing':>14} {'min cosine':>11} {'top-1':>6}")
+    for o in report["outputs"]:
+        top1 = f"{o['top1_agreement']:.0%}" if "top1_agreement" in o else "-"
+        lines.append(f"{o['name'][:28]:<28} {o['max_step_diff']:>13} {o['differing_values']:>6}/{o['values']:<7} "
+                     f"{o['min_cosine']:>11.6f} {top1:>6}")
+    for s in report.get("host_kernel_spread", []):
+        lines.append(f"  for scale: on the host, '{s['name']}' differs by up to {s['xnnpack_vs_builtin_max_step_diff']} "
+                     f"steps between XNNPACK and the builtin kernels, {s['xnnpack_vs_reference_max_step_diff']} vs "
+                     f"the reference kernels (kernel rounding, not errors)")
+    for t in report.get("timing", []):
+        lines.append(f"latency ({'XNNPACK' if t['xnnpack'] else 'builtin kernels'}, {t['threads']} thread): "
+                     f"median {t['median_ms']:.1f} ms over {t['runs']} runs")
+    arm = report.get("arm64")
+    if arm:
+        setup = (f"built the root in {arm['build_seconds']} s" if arm.get("built") else "reused the root") + \
+            (f", installed LiteRT in {arm['install_seconds']} s" if arm.get("installed") else "")
+        lines.append(f"arm64: {setup} ({arm['root']}); bundle run {arm['run_seconds']} s, total "
+                     f"{arm['total_seconds']} s")
+    if results_path:
+        lines.append(f"results: {results_path} (check again with `tflite-int8 android compare`)")
+    lines += [f"  - {f}" for f in report["failures"]]
+    if report.get("note"):
+        lines.append(f"note: {report['note']}")
+    lines.append("PASSED" if report["passed"] else "FAILED")
+    return "\n".join(lines)
