@@ -6,7 +6,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks import bench_accuracy, bench_adapter, bench_convert, bench_latency  # noqa: E402
+from benchmarks import bench_accuracy, bench_adapter, bench_convert, bench_detector, bench_latency  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 
 
@@ -16,6 +16,7 @@ def main() -> None:
     latency = bench_latency.run()
     imagenet = bench_accuracy.run_imagenet()
     fmnist = bench_accuracy.run_fashion_mnist()
+    detector = bench_detector.run()
     lines = ["# Benchmarks", "", "Produced by `.venv/bin/python -m benchmarks` (rewrites this file). Machines here are",
              "shared and noisy: compare the ratios, measured in the same run, not absolute times.", "",
              f"Run: {machine()}", "", "## Conversion: ours vs onnx2tf `-oiqt` (same ONNX, same 120 calibration samples)",
@@ -79,6 +80,9 @@ def main() -> None:
               f"| {f['accuracy_float']:.2%} | {f['accuracy_int8']:.2%} | {f['accuracy_drop_points']:.2f} | "
               f"{f['top1_agreement']:.2%} | {f['cosine']:.5f} |", "",
               "Goal: drop <= 0.3 points; calibration: 1,000 training images.", ""]
+    lines += ["## Detector: YOLOv5-style, generated shapes (`benchmarks/detector`), 300 labelled val images", "",
+              f"Calibration: {bench_detector.CALIB} generated training-split images (unseen in training); mAP with "
+              "pycocotools on the model-input boxes.", ""] + bench_detector.table(detector)
     Path(__file__).resolve().parent.parent.joinpath("BENCHMARKS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

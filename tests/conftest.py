@@ -86,6 +86,32 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conversion, photo
     return out
 
 
+@pytest.fixture(scope="session")
+def det_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 generated detection images (shapes on photos, 256 px) with a COCO annotation file."""
+    from benchmarks.detector.data import write_coco
+
+    out = tmp_path_factory.mktemp("det_data")
+    write_coco(out, "val", 12)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_det_fix(tmp_path_factory: pytest.TempPathFactory, det_data: Path):
+    from tests.models import tiny_detector
+
+    return convert(tiny_detector(), tmp_path_factory.mktemp("det") / "fix", spec=TINY_SPEC,
+                   data=det_data / "images", task="detect")
+
+
+@pytest.fixture(scope="session")
+def tiny_det_naive(tmp_path_factory: pytest.TempPathFactory, det_data: Path):
+    from tests.models import tiny_detector
+
+    return convert(tiny_detector(), tmp_path_factory.mktemp("det") / "naive", spec=TINY_SPEC,
+                   data=det_data / "images", task="detect", head_fix=False)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -82,3 +82,47 @@ def spatial() -> nn.Module:
 
 
 spatial.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
+class TinyDetector(nn.Module):
+    """A one-scale YOLOv5-style head (sigmoid, split, grid/anchor math, concat), exported the way YOLOv5 does.
+
+    ``layout="v5"``: [1, 48, 7] = (x, y, w, h in pixels, objectness, 2 class scores);
+    ``layout="v8"``: [1, 6, 48] = (x, y, w, h, objectness x class).
+    """
+
+    def __init__(self, layout: str = "v5"):
+        super().__init__()
+        self.layout = layout
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.SiLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.SiLU(),
+                                  nn.Conv2d(16, 16, 3, 2, 1), nn.SiLU())
+        self.head = nn.Conv2d(16, 3 * 7, 1)
+        self.register_buffer("anchors", torch.tensor([[6.0, 6.0], [10.0, 8.0], [8.0, 12.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.head(self.body(x))
+        b, _, ny, nx = p.shape
+        p = p.view(b, 3, 7, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+        yv, xv = torch.meshgrid(torch.arange(ny, dtype=p.dtype), torch.arange(nx, dtype=p.dtype), indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, 1, ny, nx, 2) - 0.5
+        xy, wh, conf = p.sigmoid().split((2, 2, 3), 4)
+        xy = (xy * 2 + grid) * 8.0
+        wh = (wh * 2) ** 2 * self.anchors.view(1, 3, 1, 1, 2)
+        y = torch.cat((xy, wh, conf), 4).view(b, -1, 7)
+        if self.layout == "v8":
+            return torch.cat((y[..., :4], y[..., 5:] * y[..., 4:5]), 2).permute(0, 2, 1)
+        return y
+
+
+def tiny_detector() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyDetector("v5").eval()
+
+
+def tiny_detector_v8() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyDetector("v8").eval()
+
+
+tiny_detector.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+tiny_detector_v8.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]

@@ -105,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--io-dtype", choices=["int8", "uint8"], default="int8", help="model input/output type")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
     c.add_argument("--variants", default="", help="extra files: float32,float16,dynamic-range,int16x8")
+    c.add_argument("--task", choices=["auto", "classify", "raw", "detect"], default="auto",
+                   help="detect: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores")
+    c.add_argument("--no-head-fix", action="store_true",
+                   help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
     _add_preprocess_args(c)
@@ -119,18 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--reference", help="float reference: 'package.module:factory', .onnx or float .tflite "
                                        "(needed without a conversion folder)")
     v.add_argument("--data", help="verification images folder or .npy (default: the bundled photos)")
-    v.add_argument("--labels", help="labels: CSV 'file,label' or a folder with one sub-folder per class")
+    v.add_argument("--labels", help="labels: CSV 'file,label' or a folder with one sub-folder per class; "
+                                    "for detection a COCO annotation JSON")
     v.add_argument("--class-names", help="text file, one class name per line (line i = class i)")
     v.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
     v.add_argument("--num-samples", type=int, help="verify on this many samples (default: all)")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--task", choices=["auto", "classify", "raw"], default="auto")
+    v.add_argument("--task", choices=["auto", "classify", "raw", "detect"], default="auto",
+                   help="auto: detect for `convert --task detect` folders, classify for one (1, K) output, else raw")
     v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
     v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
     v.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the defaults")
     for key, helptext in (("min-cosine", "mean cosine per output"), ("min-sqnr", "mean SQNR dB per output"),
                           ("min-top1", "top-1 agreement"), ("min-top5", "top-5 agreement"),
-                          ("max-accuracy-drop", "labelled accuracy drop, points")):
+                          ("max-accuracy-drop", "labelled accuracy drop, points"),
+                          ("min-box-agreement", "detection: float/int8 box agreement"),
+                          ("max-map-drop", "detection: labelled mAP50-95 drop, points")):
         v.add_argument(f"--{key}", type=float, help=helptext)
     v.add_argument("--report-dir", help="where report.json/report.html go (default TARGET/verify, or "
                                         "./verify_report without a conversion folder)")
@@ -230,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         result = convert(args.model, args.out, spec=_spec_from_args(args), data=args.data, weights=args.weights,
                          trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
                          num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
-                         force=args.force, progress=_TqdmProgress())
+                         task=args.task, head_fix=not args.no_head_fix, force=args.force, progress=_TqdmProgress())
         print(json.dumps(result.report, indent=2) if args.json else conversion_summary(result.report, args.out))
         return 0
     if args.command == "demo":
@@ -277,7 +285,8 @@ def _verify(args: argparse.Namespace) -> int:
         raise _UsageError("give a conversion folder, or --tflite and --reference")
     limits = resolve_thresholds(args.thresholds)
     flags = {"cosine": args.min_cosine, "sqnr_db": args.min_sqnr, "top1_agreement": args.min_top1,
-             "top5_agreement": args.min_top5, "accuracy_drop_points": args.max_accuracy_drop}
+             "top5_agreement": args.min_top5, "accuracy_drop_points": args.max_accuracy_drop,
+             "box_agreement": args.min_box_agreement, "map50_95_drop_points": args.max_map_drop}
     limits.update({k: v for k, v in flags.items() if v is not None})
     report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
     result = verify(args.target, tflite=args.tflite, reference=args.reference, spec=_spec_from_args(args),

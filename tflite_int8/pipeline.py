@@ -45,9 +45,16 @@ class ConversionResult:
 def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
             weights: str | Path | None = None, trust_checkpoint: bool = False, allow_partial_weights: bool = False,
             num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
+            task: str = "auto", head_fix: bool = True,
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
             progress: Callable[[str, int | None], Any] | None = None) -> ConversionResult:
-    """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``."""
+    """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``.
+
+    ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
+    so they do not share one int8 scale.  Every conversion lints its outputs for such mixed ranges.
+    """
+    if task not in ("auto", "classify", "raw", "detect"):
+        raise InputError(f"unknown task {task!r}; choose auto, classify, raw or detect")
     out_dir = Path(out_dir)
     check_destination(out_dir, force)
     report: dict[str, Any] = {"schema": SCHEMA, "tool": _tool_version(), "created":
@@ -95,14 +102,15 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         onnx_model = onnx.load(str(onnx_path))
         float_sparsity = onnx_sparsity(onnx_model)
         report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
-        report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": exported.output_names,
+        output_names = _head(onnx_path, exported.output_names, onnx_samples, task, head_fix, spec, report)
+        report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
 
         from .translate import translate
 
         t = time.perf_counter()
         tr = translate(onnx_path, work, spec, samples=onnx_samples, check_inputs=check_inputs,
-                       output_names=exported.output_names, thresholds=translate_thresholds)
+                       output_names=output_names, thresholds=translate_thresholds)
         report["stages"]["translate"] = {"seconds": round(time.perf_counter() - t, 3), "check": tr.check,
                                          "float32_tflite_bytes": tr.float32_tflite.stat().st_size}
 
@@ -116,12 +124,12 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         report["recipe"] = {"io_dtype": recipe.io_dtype, "per_channel": recipe.per_channel,
                             "variants": list(recipe.variants)}
         t = time.perf_counter()
-        report["files"], report["tensors"] = _describe_files(q.files, exported.output_names)
+        report["files"], report["tensors"] = _describe_files(q.files, output_names)
         from .sparsity import sparsity_report, tflite_sparsity
 
         report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files["full-integer"]))
         report["stages"]["int8_check"] = _int8_check(q.files["full-integer"], tr.float32_tflite, spec, check_inputs,
-                                                     exported.output_names)
+                                                     output_names)
         report["stages"]["int8_check"]["seconds"] = round(time.perf_counter() - t, 3)
         report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
         (stage_dir / "conversion.json").write_text(dump_json(report))
@@ -130,6 +138,28 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         if issubclass(w.category, Int8Warning):
             warnings.warn(w.message, Int8Warning, stacklevel=2)
     return ConversionResult(out_dir, files, report, report["warnings"])
+
+
+def _head(onnx_path: Path, names: list[str], samples: list[np.ndarray], task: str, fix: bool, spec: PreprocessSpec,
+          report: dict[str, Any]) -> list[str]:
+    """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
+    from .export import run_onnx
+    from .heads import apply
+
+    t = time.perf_counter()
+    runs = run_onnx(onnx_path, samples[:16])
+    outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
+    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size)
+    section["seconds"] = round(time.perf_counter() - t, 3)
+    report["head"] = section
+    if section.get("fix"):
+        report["adjustments"].append(f"head split (--task detect): {section['fix']}")
+    elif task == "detect":
+        report["adjustments"].append("head left as exported (--no-head-fix): boxes and scores share one int8 scale")
+    for finding in section["lint"]:
+        if not section.get("fix"):
+            warnings.warn(finding["message"], Int8Warning, stacklevel=3)
+    return new_names
 
 
 def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust: bool, partial: bool,

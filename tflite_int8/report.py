@@ -69,6 +69,16 @@ def verify_summary(result: Any) -> str:
             line += (f"; accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
                      f"({c['accuracy_drop_points']:+.2f} points drop)")
         lines.append(line)
+    d = rep.get("detection")
+    if d:
+        line = (f"detection: box agreement {d['box_agreement']:.3f} ({d['boxes_matched']} matched of "
+                f"{d['boxes_float']} float / {d['boxes_int8']} int8 boxes); int8 mAP50-95 vs float's boxes "
+                f"{d['map50_95_vs_float']:.4f}")
+        if "map50_float" in d:
+            line += (f"\n  mAP50 float {d['map50_float']:.4f}, int8 {d['map50_int8']:.4f}; mAP50-95 float "
+                     f"{d['map50_95_float']:.4f}, int8 {d['map50_95_int8']:.4f} ({d['map50_95_drop_points']:+.2f} "
+                     f"points drop)")
+        lines.append(line)
     worst = rep.get("layers", [])[:5]
     if worst:
         lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")

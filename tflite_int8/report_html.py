@@ -16,6 +16,8 @@ def render(report: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
     parts = [_head(report), _summary(report), _ladder(report), _outputs(report)]
     if "classification" in report:
         parts.append(_classification(report, records))
+    if "detection" in report:
+        parts.append(_detection(report, records))
     parts += [_layers(report), _sizes(report), "</body></html>\n"]
     return "\n".join(parts)
 
@@ -134,6 +136,61 @@ def _classification(report: dict, records: Sequence[dict]) -> str:
     return ("<h2>Classification</h2>" + _table(["metric", "value", "threshold"], rows)
             + f"<h3>Samples where int8 changes the top-1 class ({len(c.get('disagreements', []))})</h3>"
             + f'<div class="thumbs">{"".join(cells)}</div>' + (f"<p>and {more} more</p>" if more > 0 else ""))
+
+
+def _detection(report: dict, records: Sequence[dict]) -> str:
+    d = report["detection"]
+    thr = report.get("thresholds", {})
+    rows = [["box agreement", _f(d["box_agreement"]), thr.get("box_agreement")],
+            ["boxes float / int8 / matched", f"{d['boxes_float']} / {d['boxes_int8']} / {d['boxes_matched']}", ""],
+            ["int8 mAP50 / mAP50-95 against the float model's boxes",
+             f"{_f(d['map50_vs_float'])} / {_f(d['map50_95_vs_float'])}", ""]]
+    if "map50_float" in d:
+        rows += [["mAP50 float / int8", f"{_f(d['map50_float'])} / {_f(d['map50_int8'])}", ""],
+                 ["mAP50-95 float / int8", f"{_f(d['map50_95_float'])} / {_f(d['map50_95_int8'])}", ""],
+                 ["mAP50-95 drop (points)", _f(d["map50_95_drop_points"], 2), thr.get("map50_95_drop_points")]]
+    sources = {r["name"]: r.get("source") for r in records}
+    cells = []
+    for w in d.get("worst_samples", []):
+        img = _boxes_png(sources.get(w["sample"]), report, w["float_boxes"], w["int8_boxes"])
+        pic = f'<img alt="" src="data:image/png;base64,{img}"><br>' if img else ""
+        cells.append(f"<div>{pic}{_e(w['sample'])}<br>agreement {_f(w['agreement'], 2)}</div>")
+    return ("<h2>Detection</h2>" + _table(["metric", "value", "threshold"], rows)
+            + f"<p>{_e(d['box_agreement_rule'])}</p>"
+            + "<h3>Least agreeing images: float boxes green, int8 boxes red (dashed)</h3>"
+            + f'<div class="thumbs">{"".join(cells)}</div>')
+
+
+def _boxes_png(source: str | None, report: dict, float_boxes: list, int8_boxes: list) -> str | None:
+    """The image at model-input size with both models' boxes drawn (PNG, base64)."""
+    if not source:
+        return None
+    from PIL import Image, ImageDraw
+
+    from .preprocess import PreprocessSpec
+
+    try:
+        spec = PreprocessSpec.from_dict(report["preprocess"])
+        im = Image.fromarray(spec.resize_image(Image.open(source))[..., :3].squeeze()).convert("RGB")
+    except (OSError, ValueError):
+        return None
+    draw = ImageDraw.Draw(im)
+    for x1, y1, x2, y2, _, c in float_boxes:
+        draw.rectangle([x1, y1, x2, y2], outline=(0, 200, 0), width=2)
+        draw.text((x1 + 2, y1 + 1), str(int(c)), fill=(0, 200, 0))
+    for x1, y1, x2, y2, _, c in int8_boxes:
+        for k in range(int(x1), int(x2), 8):  # dashed
+            draw.line([k, y1, min(k + 4, x2), y1], fill=(230, 0, 0))
+            draw.line([k, y2, min(k + 4, x2), y2], fill=(230, 0, 0))
+        for k in range(int(y1), int(y2), 8):
+            draw.line([x1, k, x1, min(k + 4, y2)], fill=(230, 0, 0))
+            draw.line([x2, k, x2, min(k + 4, y2)], fill=(230, 0, 0))
+        draw.text((x2 - 8, y2 - 11), str(int(c)), fill=(230, 0, 0))
+    if max(im.size) > 320:
+        im.thumbnail((320, 320))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _layers(report: dict) -> str:

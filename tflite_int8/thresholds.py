@@ -13,6 +13,8 @@ DEFAULTS: dict[str, float] = {
     "top1_agreement": 0.75,        # int8 top-1 class == float top-1 class
     "top5_agreement": 0.95,        # float top-1 class within the int8 top-5
     "accuracy_drop_points": 1.0,   # labelled accuracy, float minus int8, in percentage points
+    "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
+    "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points
 }
 
 

@@ -71,7 +71,20 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     if out_dir is not None:
         check_destination(out_dir, force)
     names = _class_names(class_names)
-    if isinstance(labels, (str, Path)):
+    head = ((plan.conversion or {}).get("head") or {}).get("decode")
+    detect = task == "detect" or (task == "auto" and head is not None)
+    truth = {}
+    if detect:
+        if head is None:
+            raise InputError("--task detect needs a conversion made with `convert --task detect` (its head "
+                             "description says where boxes and scores are)")
+        if views != 1:
+            raise InputError("detection is verified on whole images: --views must be 1 (crops would move the boxes)")
+        if labels is not None:
+            from .detection import read_coco
+
+            truth, labels = read_coco(labels, plan.spec), None
+    elif isinstance(labels, (str, Path)):
         labels = read_labels(labels, names)  # a bad labels file fails now, not after the whole run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Int8Warning)
@@ -81,7 +94,12 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
             translated = _translate_if_needed(plan, reader, Path(work), layers)
             shapes = dict(zip(plan.output_names or list(plan.int8_outputs), plan.int8_outputs.values()))
-            the_task = choose_task(task, shapes, names)
+            if detect:
+                from .detection import DetectionTask
+
+                the_task: Any = DetectionTask(head, truth, tuple(names))
+            else:
+                the_task = choose_task(task, shapes, names)
             job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
             records = run_ladder(job, reader, workers=workers, progress=progress)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
@@ -125,6 +143,9 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         if reference is not None:
             ref = reference_spec(reference)
             steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
+        elif (conv.get("head") or {}).get("fix"):
+            skipped.append({"step": "pytorch", "reason": "the detector's head was split after export (boxes and "
+                            "scores apart, same math): the ONNX model is the reference"})
         elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
             weights = src.get("weights", {}).get("file")
             steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
