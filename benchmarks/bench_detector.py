@@ -41,9 +41,10 @@ def run() -> dict[str, Any]:
         write_coco(tmp / "calib", "train", CALIB, seed=7)
         val, calib = tmp / "val" / "images", tmp / "calib" / "images"
         runs = {}
-        for key, model, fix in (("fix", MODEL_V5, True), ("naive", MODEL_V5, False), ("v8-fix", MODEL_V8, True)):
+        for key, model, fix, dec in (("fix", MODEL_V5, True, "model"), ("host", MODEL_V5, True, "host"),
+                                     ("naive", MODEL_V5, False, "model"), ("v8-fix", MODEL_V8, True, "model")):
             t = time.perf_counter()
-            conv = convert(model, tmp / key, data=calib, task="detect", head_fix=fix)
+            conv = convert(model, tmp / key, data=calib, task="detect", head_fix=fix, decode=dec)
             wall = time.perf_counter() - t
             res = verify(tmp / key, data=val, labels=labels, layers=False, workers=2)
             runs[key] = {"wall_s": wall, "stages": {k: v["seconds"] for k, v in conv.report["stages"].items()},
@@ -60,7 +61,8 @@ def run() -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> list[str]:
     runs = r["yolo-shapes"]
-    rows = [("ours, head split (default for --task detect)", runs["fix"]),
+    rows = [("ours, head split, decode in the model (default for --task detect)", runs["fix"]),
+            ("ours, head split, decode on the host (--decode host)", runs["host"]),
             ("ours, naive (--no-head-fix)", runs["naive"]), ("onnx2tf -oiqt (naive model.onnx)", runs["peer"]),
             ("ours, head split, YOLOv8 layout [1, 4+nc, N]", runs["v8-fix"])]
     lines = [f"Float (ONNX Runtime on the exported model) on {runs['fix']['labelled_samples']} labelled val images: "
@@ -72,7 +74,11 @@ def table(r: dict[str, Any]) -> list[str]:
                      f"{m['map50_95_drop_points']:.2f} | {m['box_agreement']:.3f} | {m['wall_s']:.1f} | "
                      f"{m['int8_bytes'] / 1e6:.2f} |")
     fix, peer = runs["fix"], runs["peer"]
-    lines += ["", "Our stages (s), head split: " + ", ".join(f"{k} {v:.1f}" for k, v in fix["stages"].items()),
+    lines += ["", "Goal: mAP50-95 drop <= 1.5 points with the head fix. Without the fix, boxes (pixels) and scores "
+              "(0..1) share one int8 scale and the scores collapse. With it, what remains is the network's own int8 "
+              "error (int16 activations lose ~0.5 point on this model, int8 ones ~2): this detector is narrow "
+              "(8-128 channels) with SiLU, whose wide negative pre-activations coarsen every int8 step. Decoding in the model costs ~2 points more than on the host: the decoded boxes (x, y, w, h up to 1.6 x the input size) live in one int8 tensor, ~1.6 px per step at 256 px, which mAP50-95's tight IoU thresholds feel on 14-100 px objects. Goal met: no (best 1.95 points, --decode host).",
+              "", "Our stages (s), head split: " + ", ".join(f"{k} {v:.1f}" for k, v in fix["stages"].items()),
               f"Wall time ours / onnx2tf -oiqt: {fix['wall_s'] / peer['wall_s']:.2f}x (peer writes "
               f"{len(peer['files'])} .tflite variants).", ""]
     return lines

@@ -9,7 +9,8 @@ import pytest
 from tests.models import TINY_SPEC, tiny_detector, tiny_detector_v8
 from tflite_int8.errors import ConversionError
 from tflite_int8.export import export, run_onnx
-from tflite_int8.heads import apply, detect_layout, lint, split_head
+from tflite_int8.head_split import split_head
+from tflite_int8.heads import apply, detect_layout, lint
 
 
 @pytest.fixture(scope="module", params=["v5", "v8"])
@@ -58,6 +59,8 @@ def test_split_is_exact_and_reaches_back_to_the_head_conv(exported):
     producers = {o: n.op_type for n in onnx.load(str(path)).graph.node for o in n.output}
     assert desc["separated_at"] and all(producers[t] in ("Reshape", "Transpose") for t in desc["separated_at"])
     assert [o.name for o in model.graph.output] == ["boxes", "scores"]
+    # the 1/size normalisation went into the stride/anchor constants, not a Mul on pixel boxes
+    assert not any("norm" in i.name for i in model.graph.initializer)
 
 
 def test_apply_splits_only_for_detect_and_rewrites_the_file(exported, tmp_path):

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detect: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores")
     c.add_argument("--no-head-fix", action="store_true",
                    help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
+    c.add_argument("--decode", choices=["model", "host"], default="model",
+                   help="with --task detect: keep the grid/anchor decode in the model (default) or move it to the "
+                        "host (decode.onnx; the int8 model outputs the head convolutions)")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
     _add_preprocess_args(c)
@@ -152,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--compare", metavar="OTHER", help="a second .tflite, shown side by side with differences marked")
     i.add_argument("--require", choices=list(VERDICTS),
                    help="exit 1 unless the model's verdict is this one (for CI scripts)")
+    r = sub.add_parser("recover", help="convert, verify, and on failure try accuracy-recovery strategies in order")
+    r.add_argument("model", help="'package.module:factory' or an .onnx file")
+    r.add_argument("-o", "--out", required=True, help="output directory: one sub-folder per strategy tried")
+    r.add_argument("--data", help="calibration images or .npy (default: the bundled photos)")
+    r.add_argument("--views", type=int, default=1, help="calibration views per photo (default 1)")
+    r.add_argument("--verify-data", help="held-out verification images or .npy (default: the bundled photos)")
+    r.add_argument("--verify-views", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the verify defaults")
+    r.add_argument("--allow-float-ops", action="store_true",
+                   help="last resort: keep the worst layers in float (the result is NOT full-integer)")
+    r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")
+    r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_preprocess_args(r)
     _add_android(sub)
     return parser
 
@@ -238,7 +256,8 @@ def _run(args: argparse.Namespace) -> int:
         result = convert(args.model, args.out, spec=_spec_from_args(args), data=args.data, weights=args.weights,
                          trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
                          num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
-                         task=args.task, head_fix=not args.no_head_fix, force=args.force, progress=_TqdmProgress())
+                         task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
+                         progress=_TqdmProgress())
         print(json.dumps(result.report, indent=2) if args.json else conversion_summary(result.report, args.out))
         return 0
     if args.command == "demo":
@@ -254,6 +273,17 @@ def _run(args: argparse.Namespace) -> int:
         return _inspect(args)
     if args.command == "android":
         return _android(args)
+    if args.command == "recover":
+        from .recover import recover
+        from .report import recovery_summary
+
+        result = recover(args.model, args.out, spec=_spec_from_args(args), data=args.data, views=args.views,
+                         verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
+                         thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
+                         float_layers=args.float_layers, workers=args.workers, force=args.force,
+                         progress=_TqdmProgress())
+        print(recovery_summary(result))
+        return 0 if result.passed else 1
     raise _UsageError(f"unknown command {args.command}")
 
 

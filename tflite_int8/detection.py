@@ -24,8 +24,21 @@ MAP_CONF, MAP_IOU, MAP_MAX_DET = 0.001, 0.6, 100  # YOLOv5's val settings (COCO 
 SHOW_CONF, SHOW_IOU = 0.25, 0.45  # YOLOv5's predict settings: the boxes a user sees
 
 
+def host_decode(outputs: Mapping[str, np.ndarray], head: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Run the decode tail (``decode.onnx``, float, ONNX Runtime) on the head convolutions' outputs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(head["decode_model_path"], opts, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.asarray(outputs[i.name], np.float32) for i in sess.get_inputs()}
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+
 def decode(outputs: Mapping[str, np.ndarray], head: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """(boxes xyxy in input pixels (N, 4), class scores (N, nc)) for one sample (batch 1)."""
+    if head.get("mode") == "host":
+        outputs = host_decode(outputs, head)
     v8 = head["layout"] == "v8"
 
     def rows(name: str) -> np.ndarray:

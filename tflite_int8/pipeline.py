@@ -45,13 +45,14 @@ class ConversionResult:
 def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
             weights: str | Path | None = None, trust_checkpoint: bool = False, allow_partial_weights: bool = False,
             num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
-            task: str = "auto", head_fix: bool = True,
+            task: str = "auto", head_fix: bool = True, decode: str = "model",
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
             progress: Callable[[str, int | None], Any] | None = None) -> ConversionResult:
     """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``.
 
     ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
-    so they do not share one int8 scale.  Every conversion lints its outputs for such mixed ranges.
+    so they do not share one int8 scale; ``decode="host"`` moves the grid/anchor decode out of the model
+    (``decode.onnx``).  Every conversion lints its outputs for such mixed ranges.
     """
     if task not in ("auto", "classify", "raw", "detect"):
         raise InputError(f"unknown task {task!r}; choose auto, classify, raw or detect")
@@ -102,7 +103,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         onnx_model = onnx.load(str(onnx_path))
         float_sparsity = onnx_sparsity(onnx_model)
         report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
-        output_names = _head(onnx_path, exported.output_names, onnx_samples, task, head_fix, spec, report)
+        output_names = _head(onnx_path, exported.output_names, onnx_samples, task, head_fix, decode, spec, report)
         report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
 
@@ -140,8 +141,8 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     return ConversionResult(out_dir, files, report, report["warnings"])
 
 
-def _head(onnx_path: Path, names: list[str], samples: list[np.ndarray], task: str, fix: bool, spec: PreprocessSpec,
-          report: dict[str, Any]) -> list[str]:
+def _head(onnx_path: Path, names: list[str], samples: list[np.ndarray], task: str, fix: bool, decode: str,
+          spec: PreprocessSpec, report: dict[str, Any]) -> list[str]:
     """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
     from .export import run_onnx
     from .heads import apply
@@ -149,7 +150,7 @@ def _head(onnx_path: Path, names: list[str], samples: list[np.ndarray], task: st
     t = time.perf_counter()
     runs = run_onnx(onnx_path, samples[:16])
     outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
-    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size)
+    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size, decode=decode)
     section["seconds"] = round(time.perf_counter() - t, 3)
     report["head"] = section
     if section.get("fix"):

@@ -168,3 +168,19 @@ def android_summary(report: dict[str, Any], *, results_path: str | None = None) 
         lines.append(f"note: {report['note']}")
     lines.append("PASSED" if report["passed"] else "FAILED")
     return "\n".join(lines)
+
+
+def recovery_summary(result: Any) -> str:
+    """The strategy table of ``recover``."""
+    lines = [f"{'strategy':16} {'passed':6} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'ms':>7}  how"]
+    for a in result.attempts:
+        top1 = f"{a['top1_agreement']:.1%}" if a.get("top1_agreement") is not None else "-"
+        ms = f"{a['latency_ms_1_thread']:.2f}" if a.get("latency_ms_1_thread") is not None else "-"
+        lines.append(f"{a['strategy']:16} {str(a['passed']):6} {top1:>7} {a['mean_cosine']:8.4f} "
+                     f"{a['sqnr_db']:8.1f} {a['bytes'] / 1e6:6.2f} {ms:>7}  {a['how']}")
+    if result.winner:
+        full = "" if result.winner != "float-fallback" else " (NOT full-integer: float ops inside)"
+        lines.append(f"winner: {result.winner}{full}; files and recovery.json in {result.out_dir}")
+    else:
+        lines.append(f"no strategy passed; every attempt is in {result.out_dir} (recovery.json)")
+    return "\n".join(lines)

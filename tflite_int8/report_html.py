@@ -62,6 +62,7 @@ def _head(report: dict) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}}th{{background:#f3f3f3}}
 .pass{{color:#fff;background:#2a7d2a;padding:4px 12px}}.fail{{color:#fff;background:#b22;padding:4px 12px}}
 .thumbs div{{display:inline-block;margin:4px;font-size:11px;text-align:center;width:110px}}
+.boxes div{{display:inline-block;margin:6px;font-size:11px;text-align:center;vertical-align:top}}
 .warn{{color:#8a5a00}}</style></head><body>
 <h1>int8 verification: {_e(report.get('model', ''))}</h1>"""
 
@@ -158,7 +159,7 @@ def _detection(report: dict, records: Sequence[dict]) -> str:
     return ("<h2>Detection</h2>" + _table(["metric", "value", "threshold"], rows)
             + f"<p>{_e(d['box_agreement_rule'])}</p>"
             + "<h3>Least agreeing images: float boxes green, int8 boxes red (dashed)</h3>"
-            + f'<div class="thumbs">{"".join(cells)}</div>')
+            + f'<div class="boxes">{"".join(cells)}</div>')
 
 
 def _boxes_png(source: str | None, report: dict, float_boxes: list, int8_boxes: list) -> str | None:

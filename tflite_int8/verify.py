@@ -80,6 +80,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
                              "description says where boxes and scores are)")
         if views != 1:
             raise InputError("detection is verified on whole images: --views must be 1 (crops would move the boxes)")
+        if head.get("mode") == "host":
+            head = {**head, "decode_model_path": str((Path(target) / head["decode_model"]).resolve())}
         if labels is not None:
             from .detection import read_coco
 

