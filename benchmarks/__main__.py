@@ -6,8 +6,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from benchmarks import bench_accuracy, bench_adapter, bench_convert, bench_detector, bench_latency  # noqa: E402
+from benchmarks import (bench_accuracy, bench_adapter, bench_convert, bench_detector, bench_latency,  # noqa: E402
+                        bench_perf, bench_recover)
 from benchmarks.common import machine  # noqa: E402
+
+
+def _pct(value: float | None) -> str:
+    return "see the accuracy table" if value is None else f"{value:.1%}"
 
 
 def main() -> None:
@@ -17,6 +22,8 @@ def main() -> None:
     imagenet = bench_accuracy.run_imagenet()
     fmnist = bench_accuracy.run_fashion_mnist()
     detector = bench_detector.run()
+    recovery = bench_recover.run()
+    perf = bench_perf.run()
     lines = ["# Benchmarks", "", "Produced by `.venv/bin/python -m benchmarks` (rewrites this file). Machines here are",
              "shared and noisy: compare the ratios, measured in the same run, not absolute times.", "",
              f"Run: {machine()}", "", "## Conversion: ours vs onnx2tf `-oiqt` (same ONNX, same 120 calibration samples)",
@@ -32,8 +39,8 @@ def main() -> None:
                   f"| full-integer int8 file | {int8 / 1e6:.2f} MB | {p['files'][p['int8_file']] / 1e6:.2f} MB "
                   f"({p['int8_file']}) | {int8 / p['files'][p['int8_file']]:.3f}x |",
                   f"| int8 size / float32 TFLite size | {int8 / f32:.3f} | | |",
-                  f"| top-1 agreement with PyTorch float, 24 bundled photos | {o['top1_agreement']:.1%} | "
-                  f"{p['top1_agreement']:.1%} | |", "",
+                  f"| top-1 agreement with PyTorch float, 24 bundled photos | {_pct(o['top1_agreement'])} | "
+                  f"{_pct(p['top1_agreement'])} | |", "",
                   "Our stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in o["stages"].items()), "",
                   "Peer files: " + ", ".join(f"{k} ({v / 1e6:.2f} MB)" for k, v in p["files"].items()), ""]
     lines += ["## I/O adapter overhead (EfficientNet-Lite0, 224x224x3 int8 input, a real photo, median of 50)", "",
@@ -83,6 +90,11 @@ def main() -> None:
     lines += ["## Detector: YOLOv5-style, generated shapes (`benchmarks/detector`), 300 labelled val images", "",
               f"Calibration: {bench_detector.CALIB} generated training-split images (unseen in training); mAP with "
               "pycocotools on the model-input boxes.", ""] + bench_detector.table(detector)
+    lines += ["## Accuracy recovery: MobileNetV2, strategy by strategy (`tflite-int8 recover`)", "",
+              "Calibration: even half of the bundled photos x 10 views; verification: 25 views of each odd photo "
+              "(300 samples); goal top-1 agreement >= 95 % and logits cosine >= 0.99, full-integer.", ""]
+    lines += bench_recover.table(recovery)
+    lines += ["## Calibration memory and verifier throughput (EfficientNet-Lite0)", ""] + bench_perf.table(perf)
     Path(__file__).resolve().parent.parent.joinpath("BENCHMARKS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
