@@ -27,6 +27,7 @@ def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
         tmp = Path(tmp)
         for name, model in models.items():
+            (tmp / name).mkdir()
             t = time.perf_counter()
             ours = convert(model, tmp / name / "ours", views=DEMO_VIEWS, recipe=Recipe())
             ours_wall = time.perf_counter() - t
