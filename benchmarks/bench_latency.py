@@ -13,7 +13,8 @@ import numpy as np
 
 from benchmarks.common import median_time
 
-MODELS = {"efficientnet-lite0": "tflite_int8.zoo:efficientnet_lite0", "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2"}
+MODELS = {"efficientnet-lite0": "tflite_int8.zoo:efficientnet_lite0", "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2",
+          "yolo-shapes (detector, head split)": "benchmarks.detector.model:yolo_shapes"}
 
 
 def cpu_int8_features() -> str:
@@ -25,13 +26,14 @@ def cpu_int8_features() -> str:
     return ", ".join(have) or "none of avx2/avx512/vnni"
 
 
-def run(repeats: int = 50) -> dict:
+def run(repeats: int = 50, models: dict | None = None) -> dict:
     from tflite_int8 import Recipe, Runner, convert
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        for name, factory in MODELS.items():
-            conv = convert(factory, Path(tmp) / name, num_samples=24, recipe=Recipe(variants=("float32",)))
+        for i, (name, factory) in enumerate((models or MODELS).items()):
+            task = "detect" if "detector" in name else "auto"
+            conv = convert(factory, Path(tmp) / str(i), num_samples=24, recipe=Recipe(variants=("float32",)), task=task)
             row = {}
             for threads in (1, 2):
                 for kind, path in (("int8", conv.int8_path), ("float32", conv.files["float32"])):
