@@ -43,6 +43,19 @@ def tiny() -> nn.Module:
 tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
 
 
+def swallows_interrupt() -> nn.Module:
+    """tiny(), built while a Ctrl-C arrives inside embedded code that swallows it, as a bare ``except:`` around
+    an import or pybind11's ``py::exec`` would (PyRun_SimpleString also sets CPython's unhandled-Ctrl-C flag)."""
+    import ctypes
+
+    ctypes.pythonapi.PyRun_SimpleString(b"import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n"
+                                        b"for _ in range(10 ** 7): pass\n")
+    return tiny()
+
+
+swallows_interrupt.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
 class TwoOutputs(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -275,6 +275,16 @@ def test_interrupted_conversion_leaves_nothing(tmp_path, photos):
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
 
 
+def test_swallowed_interrupt_still_stops_the_conversion(tmp_path, photos):
+    # Ctrl-C lands where a library swallows it (onnxslim's bare except around `import onnxruntime` did this)
+    proc = _run_cli(["convert", "tests.models:swallows_interrupt", "-o", str(tmp_path / "out"), "--data",
+                     str(photos)], cwd=tmp_path)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err  # not 0 (carried on), not -2 (CPython's flag killing `python -m`)
+    assert "interrupted; no partial output was left" in err
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path) == []
+
+
 def test_disk_full_leaves_nothing(tmp_path, photos):
     import resource
 

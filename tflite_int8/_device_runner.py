@@ -61,12 +61,11 @@ def run(bundle: Path, *, warmup: int = 3, runs: int = 20, threads: int = 1) -> d
                 mismatches += int(np.count_nonzero(mine != q))
             xs.append(q)
         samples.append(xs)
-    outputs, timing, per_mode = [], [], {}
+    timing, per_mode = [], {}
     for xnnpack in (True, False):
         interp = _interpreter(model, xnnpack, threads)
-        got = [[bytes(bf.to_bytes(o, t["dtype"])) for o, t in zip(_invoke(interp, xs), manifest["outputs"])]
-               for xs in samples]
-        per_mode[xnnpack] = got
+        per_mode[xnnpack] = [[bf.to_bytes(o, t["dtype"]) for o, t in zip(_invoke(interp, xs), manifest["outputs"])]
+                             for xs in samples]
         for _ in range(warmup):
             _invoke(interp, samples[0])
         times = []

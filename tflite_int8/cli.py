@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import Any, Sequence
@@ -17,10 +19,37 @@ from typing import Any, Sequence
 from .inspect import VERDICTS
 
 
-class _TqdmProgress:
-    """Progress bars on stderr for long stages (calibration)."""
+class _Interrupts:
+    """Ctrl-C, counted. Some libraries swallow a KeyboardInterrupt (onnxslim wraps ``import onnxruntime`` in a
+    bare ``except:``); the count outlives that, and the next progress bar raises it again."""
 
     def __init__(self) -> None:
+        self.count = 0
+        self._old: Any = None
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.count:
+            raise KeyboardInterrupt
+
+
+class _TqdmProgress:
+    """Progress bars on stderr for long stages (calibration); a swallowed Ctrl-C is raised again here."""
+
+    def __init__(self, interrupts: _Interrupts | None = None) -> None:
+        self._interrupts = interrupts
         # A stream on a duplicate of fd 2: the bars stay visible while native logs on fd 2 are captured.
         try:
             self._stream: Any = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
@@ -29,6 +58,9 @@ class _TqdmProgress:
 
     def __call__(self, description: str, total: int | None) -> Any:
         from tqdm import tqdm
+
+        if self._interrupts is not None:
+            self._interrupts.check()
 
         return tqdm(total=total, desc=description, unit="sample", file=self._stream, leave=False,
                     disable=not self._stream.isatty())
@@ -230,7 +262,7 @@ def _android(args: argparse.Namespace) -> int:
         if os.path.exists(out) and not args.force:
             raise _UsageError(f"{out} already exists; choose another path with -o or pass --force")
         doc, report = arm64_check(args.bundle, root=args.root, rebuild=args.rebuild, runs=args.runs,
-                                  progress=_TqdmProgress())
+                                  progress=_TqdmProgress(args.interrupts))
         android.write_report(doc, out, force=args.force)
         print(android_summary(report, results_path=out))
         return 0 if report["passed"] else 1
@@ -238,7 +270,7 @@ def _android(args: argparse.Namespace) -> int:
         report = android.compare(args.results, args.bundle)
     else:
         report = android.run(args.bundle, serial=args.serial, adb=args.adb, xnnpack=not args.no_xnnpack,
-                             progress=_TqdmProgress())
+                             progress=_TqdmProgress(args.interrupts))
     if args.out:
         android.write_report(report, args.out, force=args.force)
     print(android_summary(report))
@@ -257,14 +289,14 @@ def _run(args: argparse.Namespace) -> int:
                          trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
                          num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
                          task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
-                         progress=_TqdmProgress())
+                         progress=_TqdmProgress(args.interrupts))
         print(json.dumps(result.report, indent=2) if args.json else conversion_summary(result.report, args.out))
         return 0
     if args.command == "demo":
         from .demo import demo
         from .report import demo_summary
 
-        result = demo(args.out, force=args.force, progress=_TqdmProgress())
+        result = demo(args.out, force=args.force, progress=_TqdmProgress(args.interrupts))
         print(demo_summary(result))
         return 0 if result["verification"].passed else 1
     if args.command == "verify":
@@ -281,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
                          verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers, force=args.force,
-                         progress=_TqdmProgress())
+                         progress=_TqdmProgress(args.interrupts))
         print(recovery_summary(result))
         return 0 if result.passed else 1
     raise _UsageError(f"unknown command {args.command}")
@@ -323,7 +355,7 @@ def _verify(args: argparse.Namespace) -> int:
                     data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
                     num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
                     workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
-                    progress=_TqdmProgress())
+                    progress=_TqdmProgress(args.interrupts))
     print(json.dumps(result.report, indent=2, default=str) if args.json else verify_summary(result))
     return 0 if result.passed else 1
 
@@ -332,13 +364,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is first imported
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .errors import Int8Error, Int8Warning
+    from .errors import Int8Warning
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
         if issubclass(category, Int8Warning):
             print(f"warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show
+    with _Interrupts() as interrupts:
+        args.interrupts = interrupts
+        code = _guarded(args)
+        if interrupts.count and code != 130:  # a library swallowed Ctrl-C and the work ran to its end
+            print("interrupted; the work had already finished, so its output is complete and was kept",
+                  file=sys.stderr)
+            return 130
+        return code
+
+
+def _guarded(args: argparse.Namespace) -> int:
+    from .errors import Int8Error
+
     try:
         return _run(args)
     except _UsageError as exc:
@@ -362,5 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    raise SystemExit(main())
+    """Console-script and ``python -m tflite_int8`` entry point."""
+    code = main()
+    if code == 130:
+        # Exit now, with 130: a KeyboardInterrupt that a library's embedded code swallowed (PyRun_String)
+        # leaves CPython's "unhandled Ctrl-C" flag set, and under ``python -m`` it would then kill itself
+        # with SIGINT at shutdown instead of returning our code. Everything was cleaned up already.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise SystemExit(code)

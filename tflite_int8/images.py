@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +101,7 @@ def to_mode(im: Image.Image, mode: str) -> Image.Image:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """sha256 of a file's bytes (one implementation: bundle_format's, which must also run alone on a device)."""
+    from .bundle_format import sha256
+
+    return sha256(Path(path))

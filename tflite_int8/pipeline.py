@@ -103,7 +103,8 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         onnx_model = onnx.load(str(onnx_path))
         float_sparsity = onnx_sparsity(onnx_model)
         report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
-        output_names = _head(onnx_path, exported.output_names, onnx_samples, task, head_fix, decode, spec, report)
+        output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
+                             spec, report)
         report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
 
@@ -141,13 +142,17 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     return ConversionResult(out_dir, files, report, report["warnings"])
 
 
-def _head(onnx_path: Path, names: list[str], samples: list[np.ndarray], task: str, fix: bool, decode: str,
-          spec: PreprocessSpec, report: dict[str, Any]) -> list[str]:
+def _head(onnx_path: Path, model: Any, names: list[str], samples: list[np.ndarray], task: str, fix: bool,
+          decode: str, spec: PreprocessSpec, report: dict[str, Any]) -> list[str]:
     """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
     from .export import run_onnx
     from .heads import apply
 
     t = time.perf_counter()
+    ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
+    if task != "detect" and all(r not in (0, 3) for r in ranks):  # 0: rank unknown, so measure it
+        report["head"] = {"lint": []}  # the lint looks at [1, N, C] / [1, C, N] outputs only: nothing to run
+        return names
     runs = run_onnx(onnx_path, samples[:16])
     outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
     new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size, decode=decode)
