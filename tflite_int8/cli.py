@@ -143,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
     c.add_argument("--decode", choices=["model", "host"], default="model",
                    help="with --task detect: keep the grid/anchor decode in the model (default) or move it to the "
-                        "host (decode.onnx; the int8 model outputs the head convolutions)")
+                        "host (decode.onnx; the int8 model outputs the split head convolutions): more accurate, as int8 "
+                        "sigmoid and box tensors coarsen decoded boxes (reference detector: 0.7 vs 3.2 mAP50-95 "
+                        "points lost)")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
     _add_preprocess_args(c)

@@ -1,9 +1,9 @@
 """Splitting a detector head: boxes and scores apart, all the way back to where they are computed.
 
 ``tensor[..., s:e]`` is rebuilt by pushing the slice back through Concat, Split, Slice, Reshape,
-Transpose and element-wise ops to the tensors that compute the quantities (the head convolutions'
-outputs), so no tensor on the way to the new outputs mixes pixel boxes with 0..1 scores; the box
-normalisation is folded into the stride/anchor constants the same way.
+Transpose and element-wise ops to the head convolutions, which are split by output rows (per anchor:
+x/y, w/h, scores), so no tensor on the way to the new outputs, not even a conv output, mixes box
+logits with score logits; the box normalisation is folded into the stride/anchor constants the same way.
 """
 from __future__ import annotations
 
@@ -149,11 +149,44 @@ class _Splitter:
         return self._node("Slice", [t, self._const(np.array([s], np.int64), "s"), self._const(np.array([e], np.int64),
                           "e"), self._const(np.array([axis], np.int64), "a")], "slice", out_shape)
 
+    def _anchor_rows(self, node: Any, src: list[int], shape: list[int], axis: int, s: int, e: int) -> str | None:
+        """A YOLO head's ``conv.view(b, anchors, 5 + nc, h, w)`` sliced on the quantity axis: the conv's rows
+        ``a * (5 + nc) + s .. a * (5 + nc) + e`` for every anchor ``a``, as a convolution of their own."""
+        conv = self.producer.get(node.input[0])
+        if (conv is None or conv.op_type != "Conv" or len(src) != 4 or len(shape) != 5 or axis != 2
+                or shape[0] != src[0] or shape[1] * shape[2] != src[1] or shape[3:] != src[2:]):
+            return None
+        return self._conv_rows(conv, [a * shape[2] + c for a in range(shape[1]) for c in range(s, e)])
+
+    def _conv_rows(self, conv: Any, rows: list[int]) -> str | None:
+        """Output channels ``rows`` of a (non-grouped) convolution, computed by a convolution of their own, so
+        they get an int8 scale of their own: box logits no longer share one with objectness and class logits."""
+        shape = self.shapes.get(conv.output[0])
+        weights = self.consts.get(conv.input[1]) if len(conv.input) > 1 else None
+        if shape is None or len(shape) != 4 or weights is None or self._attr(conv, "group", 1) != 1:
+            return None
+        if len(rows) == shape[1]:
+            return conv.output[0]
+        ins = [conv.input[0], self._const(weights[rows], "w")]
+        if len(conv.input) > 2 and conv.input[2]:
+            bias = self.consts.get(conv.input[2])
+            if bias is None:
+                return None
+            ins.append(self._const(bias[rows], "b"))
+        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        out = self._node("Conv", ins, "conv", [shape[0], len(rows), *shape[2:]], **attrs)
+        self.stops.add(out)
+        return out
+
     def _take(self, t: str, axis: int, s: int, e: int) -> str:
         shape = self.shapes.get(t)
         node = self.producer.get(t)
         if t in self.consts:
             return self._const(np.take(self.consts[t], range(s, e), axis=axis), "c")
+        if node is not None and node.op_type == "Conv" and axis == 1:
+            rows = self._conv_rows(node, list(range(s, e)))
+            if rows is not None:
+                return rows
         if shape is None or node is None or (node.op_type not in STRUCTURAL and node.op_type not in ELEMENTWISE):
             return self._slice(t, axis, s, e)
         out_shape = list(shape)
@@ -205,6 +238,10 @@ class _Splitter:
             src = self.shapes.get(node.input[0])
             if src is None:
                 return self._slice(t, axis, s, e)
+            anchors = self._anchor_rows(node, src, shape, axis, s, e)
+            if anchors is not None:
+                return self._node("Reshape", [anchors, self._const(np.array(out_shape, np.int64), "shape")],
+                                  "reshape", out_shape)
             before = int(np.prod(shape[:axis]))
             match = [a for a in range(len(src)) if int(np.prod(src[:a])) == before and src[a] == shape[axis]]
             if not match:

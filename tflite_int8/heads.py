@@ -7,7 +7,8 @@ measures each output's channels on calibration data and says what the shared sca
 costs; :func:`.head_split.split_head` rewrites the ONNX graph so boxes (normalised to 0..1) and
 scores are separate outputs, each with its own scale, and so no tensor on the way to
 them mixes the two: the slice is pushed back through Concat, Split, Slice, Reshape,
-Transpose and element-wise ops to where the quantities are computed.
+Transpose and element-wise ops to where the quantities are computed, and the head
+convolutions are split by output rows so box and score logits get scales of their own.
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ def _ranges(idx: np.ndarray) -> str:
 def cut_for_host(model: Any, desc: dict[str, Any]) -> tuple[Any, Any, list[str]]:
     """Split a head-split model into (body, decode tail, raw outputs): the tail is the grid/anchor decode.
 
-    The cut is at the head convolutions' outputs (the tensors the split reached, before their
+    The cut is at the split head convolutions' outputs (x/y, w/h and score rows of each, before their
     Reshape/Transpose): the body ends there and is what gets quantized; the tail, float, runs on the host.
     """
     import onnx
@@ -162,8 +163,8 @@ def apply(onnx_path: Any, output_names: list[str], outputs: dict[str, np.ndarray
     onnx.save(model, str(onnx_path))
     section["decode"] = desc
     section["fix"] = (f"output '{head.output}' replaced by 'boxes' (x, y, w, h / input size: 0..1) and 'scores' "
-                      f"({'objectness + ' if head.objectness else ''}{head.num_classes} classes), separated back to "
-                      f"{len(desc['separated_at'])} tensor(s), so each gets its own int8 scale")
+                      f"({'objectness + ' if head.objectness else ''}{head.num_classes} classes), computed by "
+                      f"{len(desc['separated_at'])} split head tensor(s), so each gets its own int8 scale")
     if decode == "host":
         section["fix"] += f"; decode (grid/anchor math) moved to the host: {desc['decode_model']}"
         return [n for n in output_names if n != head.output] + desc["raw_outputs"], section
