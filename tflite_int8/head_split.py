@@ -95,11 +95,9 @@ class _Splitter:
             return self._node("Transpose", [self.scale(node.input[0], perm[axis], factors)], "tr", list(shape),
                               perm=perm)
         if op == "Reshape":
-            src = self.shapes.get(node.input[0])
-            before = int(np.prod(shape[:axis]))
-            match = [a for a in range(len(src or [])) if int(np.prod(src[:a])) == before and src[a] == shape[axis]]
-            if match:
-                inner = self.scale(node.input[0], match[0], factors)
+            src_axis = _reshape_source_axis(self.shapes.get(node.input[0]), shape, axis)
+            if src_axis is not None:
+                inner = self.scale(node.input[0], src_axis, factors)
                 return self._node("Reshape", [inner, node.input[1]], "reshape", list(shape))
         if op in ("Add", "Sub") and all(self.shapes.get(i) is not None for i in node.input):
             ins = [self.scale(i, axis - (rank - len(self.shapes[i])), factors) if i not in self.consts
@@ -126,11 +124,11 @@ class _Splitter:
         c = self._const(np.asarray(factors, np.float32).reshape(fshape), "norm")
         return self._node("Mul", [t, c], "mul", list(self.shapes.get(t, [])))
 
+    def _attrs(self, node: Any) -> dict[str, Any]:
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
     def _attr(self, node: Any, key: str, default: Any = None) -> Any:
-        for a in node.attribute:
-            if a.name == key:
-                return self.onnx.helper.get_attribute_value(a)
-        return default
+        return self._attrs(node).get(key, default)
 
     def take(self, t: str, axis: int, s: int, e: int) -> str:
         key = (t, axis, s, e)
@@ -173,7 +171,7 @@ class _Splitter:
             if bias is None:
                 return None
             ins.append(self._const(bias[rows], "b"))
-        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        attrs = self._attrs(conv)
         out = self._node("Conv", ins, "conv", [shape[0], len(rows), *shape[2:]], **attrs)
         self.stops.add(out)
         return out
@@ -242,11 +240,10 @@ class _Splitter:
             if anchors is not None:
                 return self._node("Reshape", [anchors, self._const(np.array(out_shape, np.int64), "shape")],
                                   "reshape", out_shape)
-            before = int(np.prod(shape[:axis]))
-            match = [a for a in range(len(src)) if int(np.prod(src[:a])) == before and src[a] == shape[axis]]
-            if not match:
+            src_axis = _reshape_source_axis(src, shape, axis)
+            if src_axis is None:
                 return self._slice(t, axis, s, e)
-            inner = self.take(node.input[0], match[0], s, e)
+            inner = self.take(node.input[0], src_axis, s, e)
             return self._node("Reshape", [inner, self._const(np.array(out_shape, np.int64), "shape")], "reshape",
                               out_shape)
         # element-wise: slice every input that has this axis, rebuild the others whole
@@ -263,8 +260,16 @@ class _Splitter:
                 ins.append(i if i in self.consts or ax < 0 else self.take(i, ax, 0, 1))
             else:
                 ins.append(self.take(i, ax, s, e))
-        attrs = {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        attrs = self._attrs(node)
         return self._node(op, ins, op.lower(), out_shape, **attrs)
+
+
+def _reshape_source_axis(src: list[int] | None, shape: list[int], axis: int) -> int | None:
+    """The axis of a Reshape's input that becomes ``axis`` of its output unchanged (same size, same elements
+    before it), or None when the reshape merges or splits it."""
+    before = int(np.prod(shape[:axis]))
+    match = [a for a in range(len(src or [])) if int(np.prod(src[:a])) == before and src[a] == shape[axis]]
+    return match[0] if match else None
 
 
 def split_head(model: Any, head: Any, input_size: tuple[int, int]) -> tuple[Any, dict[str, Any]]:
