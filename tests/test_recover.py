@@ -15,13 +15,14 @@ def test_strategies_run_in_order_until_one_passes(tmp_path, photos):
     result = recover(tiny(), tmp_path / "r", spec=TINY_SPEC, data=photos, verify_data=photos,
                      thresholds={"sqnr_db": 50.0, "top1_agreement": None, "top5_agreement": None})
     names = [a["strategy"] for a in result.attempts]
-    assert names == ["baseline", "calibration", "bias-correction", "int16x8"]
-    assert [a["passed"] for a in result.attempts] == [False, False, False, True]
+    assert names == ["baseline", "calibration", "bias-correction", "weight-rounding", "int16x8"]
+    assert [a["passed"] for a in result.attempts] == [False, False, False, False, True]
     assert result.winner == "int16x8" and result.attempts[-1]["sqnr_db"] >= 50 > result.attempts[0]["sqnr_db"]
     doc = json.loads((tmp_path / "r" / "recovery.json").read_text())
     assert doc["winner"] == "int16x8" and doc["full_integer"] is True
     assert (tmp_path / "r" / doc["attempts"][-1]["file"]).is_file()
-    assert "bias correction of" in result.attempts[2]["how"]
+    assert "bias correction of" in result.attempts[2]["how"] and "GPTQ rounding" in result.attempts[3]["how"]
+    assert "MSE-optimal activation ranges" in result.attempts[1]["how"]
 
 
 def test_float_fallback_only_with_consent_and_named_as_such(tmp_path, photos, capsys):

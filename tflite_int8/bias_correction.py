@@ -13,6 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .onnx_probe import attribute, layer_inputs, weighted_layers
+
 
 def fake_quant_per_channel(w: np.ndarray) -> np.ndarray:
     """TFLite's per-channel int8 weights: scale max|w_c| / 127, round half to even, clamp to [-127, 127]."""
@@ -26,42 +28,27 @@ def fake_quant_per_channel(w: np.ndarray) -> np.ndarray:
 def bias_correct(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[np.ndarray]) -> dict[str, Any]:
     """Write a bias-corrected copy of ``onnx_in``; returns how many layers changed and the largest shift."""
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     model = onnx.load(str(onnx_in))
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    layers = [n for n in g.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1] in inits]
-    probe = onnx.load(str(onnx_in))
-    have = {o.name for o in probe.graph.output}
-    for n in layers:
-        if n.input[0] not in have:
-            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(n.input[0]))
-            have.add(n.input[0])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    feed = sess.get_inputs()[0].name
+    layers = weighted_layers(model)
     sums: dict[str, np.ndarray] = {}
-    for x in samples:
-        for name, value in zip(names, sess.run(None, {feed: np.asarray(x, np.float32)})):
-            if name in {n.input[0] for n in layers}:
-                axes = (0,) + tuple(range(2, value.ndim))  # per input channel (NCHW), or per feature (Gemm)
-                m = value.astype(np.float64).mean(axis=axes)
-                sums[name] = sums.get(name, 0) + m
+    for values in layer_inputs(onnx_in, [n.input[0] for n in layers], samples):
+        for name, value in values.items():
+            axes = (0,) + tuple(range(2, value.ndim))  # per input channel (NCHW), or per feature (Gemm)
+            sums[name] = sums.get(name, 0) + value.astype(np.float64).mean(axis=axes)
     changed, largest = 0, 0.0
     for n in layers:
         w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float32)
         if n.op_type == "Gemm":
-            trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
-            w2 = w if trans_b else w.T  # (out, in)
+            w2 = w if attribute(n, "transB", 0) else w.T  # (out, in)
         else:
             w2 = w
         mean_x = sums[n.input[0]] / len(samples)
         dw = (fake_quant_per_channel(w2) - w2).astype(np.float64)
-        groups = next((a.i for a in n.attribute if a.name == "group"), 1) if n.op_type == "Conv" else 1
+        groups = attribute(n, "group", 1) if n.op_type == "Conv" else 1
         cout, cin_g = dw.shape[0], dw.shape[1]
         per_out = dw.reshape(cout, cin_g, -1).sum(axis=2)  # (out, in per group)
         group_of = np.arange(cout) // (cout // groups)

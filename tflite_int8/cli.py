@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--io-dtype", choices=["int8", "uint8"], default="int8", help="model input/output type")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
+    c.add_argument("--ranges", choices=["minmax", "mse"], default="minmax",
+                   help="activation ranges: the calibration's min/max (default) or MSE-optimal (clips rare extremes "
+                        "for a finer int8 step; reads the calibration data twice)")
     c.add_argument("--variants", default="", help="extra files: float32,float16,dynamic-range,int16x8")
     c.add_argument("--task", choices=["auto", "classify", "raw", "detect"], default="auto",
                    help="detect: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores")
@@ -286,7 +289,8 @@ def _run(args: argparse.Namespace) -> int:
         from .report import conversion_summary
 
         variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-        recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants)
+        recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants,
+                        ranges=args.ranges)
         result = convert(args.model, args.out, spec=_spec_from_args(args), data=args.data, weights=args.weights,
                          trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
                          num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,

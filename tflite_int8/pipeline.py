@@ -124,7 +124,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         report["stages"]["quantize"] = {"seconds": round(time.perf_counter() - t, 3),
                                         "calibration_samples": q.calibration_samples}
         report["recipe"] = {"io_dtype": recipe.io_dtype, "per_channel": recipe.per_channel,
-                            "variants": list(recipe.variants)}
+                            "variants": list(recipe.variants), "ranges": recipe.ranges}
         t = time.perf_counter()
         report["files"], report["tensors"] = _describe_files(q.files, output_names)
         from .sparsity import sparsity_report, tflite_sparsity

@@ -20,6 +20,7 @@ from .errors import ConversionError, InputError, UnsupportedOpError
 from .preprocess import PreprocessSpec
 
 IO_DTYPES = ("int8", "uint8")
+RANGES = ("minmax", "mse")
 VARIANTS = ("float32", "float16", "dynamic-range", "int16x8", "int8-float-io")
 
 
@@ -30,10 +31,13 @@ class Recipe:
     io_dtype: str = "int8"
     per_channel: bool = True
     variants: tuple[str, ...] = ()
+    ranges: str = "minmax"  # activation ranges: calibration min/max, or MSE-optimal (:mod:`.ranges`)
 
     def __post_init__(self) -> None:
         if self.io_dtype not in IO_DTYPES:
             raise InputError(f"model I/O dtype must be int8 or uint8, got {self.io_dtype!r}")
+        if self.ranges not in RANGES:
+            raise InputError(f"activation ranges must be one of {', '.join(RANGES)}, got {self.ranges!r}")
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise InputError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
@@ -81,6 +85,7 @@ def quantize(saved_model: str | Path, out_dir: str | Path, reader: DataReader, s
 
     def dataset() -> Iterator[list[np.ndarray]]:
         bar = progress("calibrating", len(reader))
+        counter["n"] = 0  # MSE ranges read the data twice (calibrate, then histograms)
         try:
             for sample in reader:
                 counter["n"] += 1
@@ -140,9 +145,17 @@ def _full_integer(saved_model: Path, dataset: Callable, recipe: Recipe) -> bytes
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     c.inference_input_type = tf.int8 if recipe.io_dtype == "int8" else tf.uint8
     c.inference_output_type = c.inference_input_type
+    _activation_settings(c, dataset, recipe)
+    return _convert(c, "full-integer int8 (TFLITE_BUILTINS_INT8 only)")
+
+
+def _activation_settings(c: Any, dataset: Callable, recipe: Recipe) -> None:
     if not recipe.per_channel:
         c._experimental_disable_per_channel = True
-    return _convert(c, "full-integer int8 (TFLITE_BUILTINS_INT8 only)")
+    if recipe.ranges == "mse":
+        from .ranges import use_mse_ranges
+
+        use_mse_ranges(c, dataset)
 
 
 def _full_integer_float_io(saved_model: Path, dataset: Callable, recipe: Recipe) -> bytes:
@@ -153,8 +166,7 @@ def _full_integer_float_io(saved_model: Path, dataset: Callable, recipe: Recipe)
     c.optimizations = [tf.lite.Optimize.DEFAULT]
     c.representative_dataset = dataset
     c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not recipe.per_channel:
-        c._experimental_disable_per_channel = True
+    _activation_settings(c, dataset, recipe)
     return _convert(c, "integer with float I/O")
 
 

@@ -3,11 +3,15 @@
 Each strategy makes a full conversion in its own sub-folder and is verified on the same held-out
 data; the first that passes wins.  In order:
 
-1. ``calibration``: more calibration samples (4x the views of each photo);
+1. ``calibration``: more calibration samples (4x the views of each photo) and MSE-optimal activation
+   ranges instead of min/max (:mod:`.ranges`);
 2. ``bias-correction``: empirical bias correction of every Conv/Gemm (:mod:`.bias_correction`) on the
-   ONNX model, weights untouched: still full-integer int8;
-3. ``int16x8``: 16-bit activations, 8-bit weights for the whole model: still integer-only (int16 I/O);
-4. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
+   ONNX model, weights untouched, with MSE ranges: still full-integer int8;
+3. ``weight-rounding``: every Conv/Gemm weight rounded on TFLite's own int8 grid to minimise the layer's
+   output error on calibration data (GPTQ, :mod:`.weight_rounding`), with MSE ranges: still full-integer int8;
+4. ``int16x8``: 16-bit activations, 8-bit weights (those of ``weight-rounding``) for the whole model:
+   integer-only, but int16 I/O and, on CPUs without int16 kernels in XNNPACK, much slower;
+5. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
    float inside the int8 model: **not** full-integer, and named so.
 
 ``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency) and the winner.
@@ -25,7 +29,9 @@ from .errors import InputError
 from .preprocess import PreprocessSpec
 from .quantize import Recipe
 
-STRATEGIES = ("baseline", "calibration", "bias-correction", "int16x8", "float-fallback")
+STRATEGIES = ("baseline", "calibration", "bias-correction", "weight-rounding", "int16x8", "float-fallback")
+MSE = Recipe(ranges="mse")
+SAMPLES = 128  # calibration samples the float-weight transforms measure layer inputs on
 
 
 @dataclass
@@ -58,6 +64,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             progress: Callable[[str, int | None], Any] | None = None) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes (see module docstring)."""
     from .bias_correction import bias_correct
+    from .weight_rounding import round_weights
     from .calibrate import default_data_dir, open_reader
     from .pipeline import convert, load_conversion
     from .verify import verify
@@ -91,19 +98,33 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         base_report, base_spec = load_conversion(stage / "baseline")
         if winner is None:
             more = max(4, 4 * views)
-            if attempt("calibration", f"{more} views per calibration photo (was {views})", model, views=more):
+            if attempt("calibration", f"{more} views per calibration photo (was {views}), MSE-optimal activation "
+                       f"ranges", model, views=more, recipe=MSE):
                 winner = "calibration"
+        samples: list = []
         if winner is None:
-            reader = open_reader(data if data is not None else default_data_dir(), base_spec, views=views,
-                                 seed=seed, warn_few=False)
-            samples = [s.x for _, s in zip(range(64), reader)]
+            source = data if data is not None else default_data_dir()
+            reader = open_reader(source, base_spec, views=views, seed=seed, warn_few=False)
+            if len(reader) > SAMPLES:  # a random subset across all photos, not the first few
+                reader = open_reader(source, base_spec, views=views, seed=seed, num_samples=SAMPLES, warn_few=False)
+            samples = [s.x for s in reader]
             corrected = stage / "bias_corrected.onnx"
             info = bias_correct(stage / "baseline" / "model.onnx", corrected, samples)
             if attempt("bias-correction", f"empirical bias correction of {info['layers']} layers (largest shift "
-                       f"{info['largest_shift']:.3g}) on the ONNX model", corrected, spec=base_spec):
+                       f"{info['largest_shift']:.3g}) on the ONNX model, MSE ranges", corrected, spec=base_spec,
+                       recipe=MSE):
                 winner = "bias-correction"
-        if winner is None and attempt("int16x8", "16-bit activations, 8-bit weights (integer-only, int16 I/O)",
-                                      model, recipe=Recipe(variants=("int16x8",)), tflite="model_int16x8.tflite"):
+        if winner is None:
+            rounded = stage / "weights_rounded.onnx"
+            info = round_weights(stage / "baseline" / "model.onnx", rounded, samples, progress=progress)
+            if attempt("weight-rounding", f"GPTQ rounding of {info['layers']} layers on the int8 grid "
+                       f"({info['weights_rounded_the_other_way']} weights rounded away from nearest; "
+                       f"{info['nearest_fallback_channels']} of {info['channels']} channels kept nearest), MSE ranges",
+                       rounded, spec=base_spec, recipe=MSE):
+                winner = "weight-rounding"
+        if winner is None and attempt("int16x8", "16-bit activations, 8-bit weights rounded as in weight-rounding "
+                                      "(integer-only, int16 I/O)", stage / "weights_rounded.onnx", spec=base_spec,
+                                      recipe=Recipe(variants=("int16x8",)), tflite="model_int16x8.tflite"):
             winner = "int16x8"
         if winner is None and allow_float_ops:
             winner = _float_fallback(stage, attempts, baseline_layers, float_layers, base_spec,

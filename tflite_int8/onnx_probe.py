@@ -1,0 +1,44 @@
+"""What the float-weight transforms share: the Conv/Gemm layers with constant weights of an ONNX graph,
+and the inputs those layers see on real data (ONNX Runtime, one sample at a time)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+
+def weighted_layers(model: Any) -> list[Any]:
+    """Conv and Gemm nodes whose weight is an initializer (what the converter quantizes per channel)."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n for n in model.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1] in inits]
+
+
+def attribute(node: Any, name: str, default: Any) -> Any:
+    """An ONNX node attribute's value (a list for ints, bytes for a string), or ``default``."""
+    import onnx
+
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def layer_inputs(onnx_path: str | Path, names: Sequence[str], samples: Sequence[np.ndarray]
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """For each sample, the value of every tensor in ``names`` (made graph outputs of a probe copy)."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.load(str(onnx_path))
+    have = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in have:
+            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+            have.add(name)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    feed = sess.get_inputs()[0].name
+    wanted = set(names)
+    for x in samples:
+        values = sess.run(None, {feed: np.asarray(x, np.float32)})
+        yield {n: v for n, v in zip(outs, values) if n in wanted}
