@@ -48,6 +48,7 @@ def run() -> dict[str, Any]:
             wall = time.perf_counter() - t
             res = verify(tmp / key, data=val, labels=labels, layers=False, workers=2)
             runs[key] = {"wall_s": wall, "stages": {k: v["seconds"] for k, v in conv.report["stages"].items()},
+                         "simplify_s": conv.report["stages"]["export"]["simplify_seconds"],
                          "int8_bytes": conv.int8_path.stat().st_size, **_figures(res)}
         reader = open_reader(calib, SPEC, warn_few=False)
         raw = np.concatenate([s.pixels[None].astype(np.float32) / 255.0 for s in reader])

@@ -28,6 +28,7 @@ def cpu_int8_features() -> str:
 
 def run(repeats: int = 50, models: dict | None = None) -> dict:
     from tflite_int8 import Recipe, Runner, convert
+    from tflite_int8.inspect import describe
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
@@ -35,6 +36,10 @@ def run(repeats: int = 50, models: dict | None = None) -> dict:
             task = "detect" if "detector" in name else "auto"
             conv = convert(factory, Path(tmp) / str(i), num_samples=24, recipe=Recipe(variants=("float32",)), task=task)
             row = {}
+            for kind, path in (("int8", conv.int8_path), ("float32", conv.files["float32"])):
+                xnn = describe(path, trusted=True)["xnnpack"]  # what the delegate took; the rest: builtin kernels
+                row[f"{kind}_xnnpack"] = {"partitions": xnn["partitions"], "ops": sum(xnn["delegated"].values()),
+                                          "fallback": xnn["fallback"]}
             for threads in (1, 2):
                 for kind, path in (("int8", conv.int8_path), ("float32", conv.files["float32"])):
                     runner = Runner(path, num_threads=threads, trusted=True)

@@ -24,6 +24,7 @@ def test_export_is_static_opset17_and_checked(tmp_path, rng):
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     m = res.check["outputs"]["output"]
     assert m["cosine"] > 0.99999 and m["max_abs_err"] < 1e-4 and m["samples"] == 3
+    assert res.simplify_seconds > 0  # onnxslim timed on its own (the benchmark's stage table)
     assert not (tmp_path / "m.raw.onnx").exists()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import io
 import sys
+import time
 import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class ExportResult:
     input_shapes: list[list[int]]
     check: dict[str, Any] = field(default_factory=dict)  # ORT vs PyTorch, per output
     adjustments: list[str] = field(default_factory=list)  # what we changed, said out loud
+    simplify_seconds: float = 0.0  # onnxslim's share of the export stage
 
 
 def load_factory(target: str) -> Any:
@@ -157,6 +159,7 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportR
                 )
     import onnxslim
 
+    t = time.perf_counter()
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -165,6 +168,7 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportR
         raise ConversionError(f"onnxslim could not simplify {src}: {type(exc).__name__}: {exc}", stage="export") from None
     if slim is None:
         raise ConversionError(f"onnxslim could not simplify {src}", stage="export")
+    simplify_seconds = time.perf_counter() - t
     if slim.ir_version > ORT_MAX_IR_VERSION:  # newer onnx writers; the graph itself is unchanged
         adjustments.append(f"ONNX IR version lowered from {slim.ir_version} to {ORT_MAX_IR_VERSION}, the newest "
                            f"ONNX Runtime {_ort_version()} reads")
@@ -175,7 +179,8 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportR
     for i in slim.graph.input:
         if i.name in names:
             shapes.append([d.dim_value for d in i.type.tensor_type.shape.dim])
-    return ExportResult(dst, names, [o.name for o in slim.graph.output], shapes, adjustments=adjustments)
+    return ExportResult(dst, names, [o.name for o in slim.graph.output], shapes, adjustments=adjustments,
+                        simplify_seconds=round(simplify_seconds, 3))
 
 
 def load_onnx(path: str | Path) -> Any:

@@ -102,7 +102,8 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
         onnx_model = onnx.load(str(onnx_path))
         float_sparsity = onnx_sparsity(onnx_model)
-        report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3), "check": exported.check}
+        report["stages"]["export"] = {"seconds": round(time.perf_counter() - t, 3),
+                                      "simplify_seconds": exported.simplify_seconds, "check": exported.check}
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
                              spec, report)
         report["onnx"] = {"file": "model.onnx", "inputs": exported.input_names, "outputs": output_names,
