@@ -23,6 +23,9 @@ def test_strategies_run_in_order_until_one_passes(tmp_path, photos):
     assert (tmp_path / "r" / doc["attempts"][-1]["file"]).is_file()
     assert "bias correction of" in result.attempts[2]["how"] and "GPTQ rounding" in result.attempts[3]["how"]
     assert "MSE-optimal activation ranges" in result.attempts[1]["how"]
+    # changed weights are judged against the original ones: the changed float model itself differs from them
+    assert [a["reference"].startswith("baseline/model.onnx") for a in result.attempts] == [False, False] + [True] * 3
+    assert all(20 < a["float_change_sqnr_db"] < 200 for a in result.attempts[2:])
 
 
 def test_float_fallback_only_with_consent_and_named_as_such(tmp_path, photos, capsys):

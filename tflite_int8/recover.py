@@ -1,7 +1,8 @@
 """Accuracy recovery: when the int8 model fails verification, try strategies from least to most cost.
 
 Each strategy makes a full conversion in its own sub-folder and is verified on the same held-out
-data; the first that passes wins.  In order:
+data; the first that passes wins.  Strategies that change the float weights are verified against the
+original weights (the baseline's exported ONNX), so what they cost is counted.  In order:
 
 1. ``calibration``: more calibration samples (4x the views of each photo) and MSE-optimal activation
    ranges instead of min/max (:mod:`.ranges`);
@@ -84,10 +85,17 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             conv = convert(source, stage / name, spec=kw.pop("spec", spec), data=kw.pop("data", data),
                            views=kw.pop("views", views), seed=seed, progress=progress, **kw)
             target = conv.out_dir / tflite if tflite else conv.int8_path
-            res = verify(stage / name, tflite=target if tflite else None, layers=name == "baseline"
-                         and allow_float_ops, progress=progress, **common)
+            # A strategy that changed the float weights is judged against the original ones (the baseline's
+            # exported ONNX), never against its own changed float model.
+            original = None if source is model else stage / "baseline" / "model.onnx"
+            res = verify(stage / name, tflite=target if tflite else None, reference=original,
+                         layers=name == "baseline" and allow_float_ops, progress=progress, **common)
             row = _row(name, how, res, Path(stage / name / target.name), time.perf_counter() - t)
             row["file"] = f"{name}/{target.name}"
+            row["reference"] = "the original model" if original is None else "baseline/model.onnx (original weights)"
+            if original is not None:  # what the weight change alone costs, float against float
+                changed = next(st for st in res.report["stages"] if st["step"] == "onnxruntime")["outputs"]
+                row["float_change_sqnr_db"] = min(o["sqnr_db"] for o in changed.values())
             attempts.append(row)
             if name == "baseline":
                 baseline_layers.extend(res.report.get("layers", []))
