@@ -84,7 +84,7 @@ def table(r: dict[str, Any]) -> list[str]:
                       " not taken by XNNPACK (no 16-bit-activation kernels there), so they run on the builtin "
                       "kernels: that is its latency.")
     lines += ["", "Where the rest of the int8 error comes from, layer by layer: `.venv/bin/python -m "
-              "benchmarks.mnv2_error_budget` (a fake-quant simulation; about half an hour).", ""]
+              "benchmarks.mnv2_error_budget` (a fake-quant simulation; about 8 minutes).", ""]
     return lines
 
 
