@@ -16,13 +16,19 @@ import numpy as np
 from .onnx_probe import attribute, layer_inputs, weighted_layers
 
 
+def per_channel_steps(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each output channel's weights (flattened) in units of its int8 step, and that step: max|w_c| / 127
+    (1 for an all-zero channel), TFLite's per-channel symmetric scale."""
+    flat = w.reshape(w.shape[0], -1)
+    scale = np.abs(flat).max(1, keepdims=True) / 127.0
+    scale[scale == 0] = 1.0
+    return flat / scale, scale
+
+
 def fake_quant_per_channel(w: np.ndarray) -> np.ndarray:
     """TFLite's per-channel int8 weights: scale max|w_c| / 127, round half to even, clamp to [-127, 127]."""
-    flat = w.reshape(w.shape[0], -1)
-    scale = np.abs(flat).max(1) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.rint(flat / scale[:, None]), -127, 127)
-    return (q * scale[:, None]).reshape(w.shape).astype(np.float32)
+    steps, scale = per_channel_steps(w)
+    return (np.clip(np.rint(steps), -127, 127) * scale).reshape(w.shape).astype(np.float32)
 
 
 def bias_correct(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[np.ndarray]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .bias_correction import per_channel_steps
 from .errors import InputError
 from .onnx_probe import attribute, layer_inputs, weighted_layers
 
@@ -38,13 +39,13 @@ def round_weights(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[n
     inits = {i.name: i for i in model.graph.initializer}
     layers = [n for n in weighted_layers(model) if _supported(n)]
     hessians: dict[str, torch.Tensor] = {}
+    shapes = {n.output[0]: tuple(inits[n.input[1]].dims) for n in layers}  # read once, not per sample
     bar = progress("weight rounding: layer inputs", len(samples)) if progress else None
     with torch.no_grad():
         for values in layer_inputs(onnx_in, sorted({n.input[0] for n in layers}), samples):
             for n in layers:
-                h = _hessian(n, torch.from_numpy(values[n.input[0]]).double(),
-                             numpy_helper.to_array(inits[n.input[1]]).shape)
                 key = n.output[0]
+                h = _hessian(n, torch.from_numpy(values[n.input[0]]).double(), shapes[key])
                 hessians[key] = hessians[key] + h if key in hessians else h
             if bar:
                 bar.update()
@@ -60,7 +61,7 @@ def round_weights(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[n
             q = q.reshape(w2.shape).numpy()
             fallback += fb
             rows += w2.shape[0]
-            moved += int((np.rint(_steps(w2)) != np.rint(_steps(q))).sum())
+            moved += int((np.rint(per_channel_steps(w2)[0]) != np.rint(per_channel_steps(q)[0])).sum())
             q = (q.T if transposed else q).astype(np.float32)
             inits[n.input[1]].CopyFrom(numpy_helper.from_array(q, n.input[1]))
     onnx.save(model, str(onnx_out))
@@ -72,14 +73,6 @@ def _supported(node: Any) -> bool:
     if node.op_type == "Gemm":
         return attribute(node, "alpha", 1.0) == 1.0 and not attribute(node, "transA", 0)
     return attribute(node, "auto_pad", b"NOTSET") == b"NOTSET"
-
-
-def _steps(w: np.ndarray) -> np.ndarray:
-    """Weights in units of their channel's int8 step."""
-    flat = w.reshape(w.shape[0], -1)
-    scale = np.abs(flat).max(1, keepdims=True) / 127.0
-    scale[scale == 0] = 1.0
-    return flat / scale
 
 
 def _hessian(node: Any, x: Any, wshape: tuple[int, ...]) -> Any:
