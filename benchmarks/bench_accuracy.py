@@ -36,8 +36,8 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def run_imagenet(workers: int = 2) -> dict[str, Any]:
     from tflite_int8 import Recipe, convert, load_conversion, verify
-    from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.images import list_images
+    from tflite_int8.data.readers import default_data_dir, open_reader
+    from tflite_int8.data.images import list_images
 
     photos = list_images(default_data_dir()).paths
     calib, held_out = photos[0::2], photos[1::2]

@@ -11,8 +11,8 @@ from benchmarks.common import median_time
 
 def run(repeats: int = 50) -> dict:
     from tflite_int8 import Recipe, Runner, convert
-    from tflite_int8.adapter import dequantize, quantize
-    from tflite_int8.zoo import DEMO_MODEL
+    from tflite_int8.runtime.adapter import dequantize, quantize
+    from tflite_int8.zoo.models import DEMO_MODEL
 
     with tempfile.TemporaryDirectory(prefix="bench-adapter-") as tmp:
         conv = convert(DEMO_MODEL, Path(tmp) / "m", num_samples=24, recipe=Recipe())
@@ -31,7 +31,7 @@ def run(repeats: int = 50) -> dict:
             check = median_time(lambda: (float(np.min(x)), float(np.max(x))), repeats)
             call = median_time(lambda: runner(x), repeats)  # the whole float-in/float-out call, checks included
             pixels = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
-            from tflite_int8.preprocess import preset
+            from tflite_int8.config.preprocess import preset
 
             pr = Runner(conv.int8_path, preset("efficientnet-lite0"), num_threads=threads, trusted=True)
             pix = median_time(lambda: pr.pixels_to_input(pixels), repeats)
@@ -45,9 +45,9 @@ def run(repeats: int = 50) -> dict:
 
 
 def _photo_nhwc() -> np.ndarray:
-    from tflite_int8.calibrate import ImageReader, default_data_dir
-    from tflite_int8.images import list_images
-    from tflite_int8.preprocess import preset
+    from tflite_int8.data.readers import ImageReader, default_data_dir
+    from tflite_int8.data.images import list_images
+    from tflite_int8.config.preprocess import preset
 
     spec = preset("efficientnet-lite0")
     sample = next(iter(ImageReader(list_images(default_data_dir()).paths[:1], spec)))

@@ -42,9 +42,9 @@ def size_breakdown(path: Any) -> dict[str, int]:
 
 def run() -> dict:
     from tflite_int8 import Recipe, convert, load_conversion
-    from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.demo import DEMO_VIEWS, agreement, top1_agreement
-    from tflite_int8.zoo import DEMO_MODEL
+    from tflite_int8.data.readers import default_data_dir, open_reader
+    from tflite_int8.zoo.demo import DEMO_VIEWS, agreement, top1_agreement
+    from tflite_int8.zoo.models import DEMO_MODEL
 
     results = {}
     models = {"efficientnet-lite0": DEMO_MODEL, "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2"}

@@ -1,4 +1,4 @@
-"""The reference detector (benchmarks/detector): mAP of float and full-int8, head fix vs naive vs onnx2tf -oiqt.
+"""The reference detector (tflite_int8/zoo/detector.py): mAP of float and full-int8, head fix vs naive vs onnx2tf -oiqt.
 
 Data: 200 generated training-split images calibrate every int8 model (seed 7, never seen in training);
 300 generated val images (background photos disjoint from training) with exact labels verify them.
@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.common import peer_oiqt
 
-MODEL_V5, MODEL_V8 = "benchmarks.detector.model:yolo_shapes", "benchmarks.detector.model:yolo_shapes_v8"
+MODEL_V5, MODEL_V8 = "tflite_int8.zoo.detector:yolo_shapes", "tflite_int8.zoo.detector:yolo_shapes_v8"
 VAL, CALIB = 300, 200
 
 
@@ -29,10 +29,10 @@ def _figures(result: Any) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    from benchmarks.detector.data import write_coco
-    from benchmarks.detector.model import SPEC
+    from tflite_int8.zoo.shapes_data import write_coco
+    from tflite_int8.zoo.detector import SPEC
     from tflite_int8 import convert, verify
-    from tflite_int8.calibrate import open_reader
+    from tflite_int8.data.readers import open_reader
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-detector-") as tmp:

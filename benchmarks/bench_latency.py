@@ -14,7 +14,7 @@ import numpy as np
 from benchmarks.common import median_time
 
 MODELS = {"efficientnet-lite0": "tflite_int8.zoo:efficientnet_lite0", "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2",
-          "yolo-shapes (detector, head split)": "benchmarks.detector.model:yolo_shapes"}
+          "yolo-shapes (detector, head split)": "tflite_int8.zoo.detector:yolo_shapes"}
 
 
 def cpu_int8_features() -> str:
@@ -28,7 +28,7 @@ def cpu_int8_features() -> str:
 
 def run(repeats: int = 50, models: dict | None = None) -> dict:
     from tflite_int8 import Recipe, Runner, convert
-    from tflite_int8.inspect import describe
+    from tflite_int8.runtime.describe import describe
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:

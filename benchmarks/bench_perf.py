@@ -22,7 +22,7 @@ VIEWS = 20  # 24 photos x 20 views = 480 verification samples
 CONVERT = """
 import sys
 from tflite_int8 import Recipe, convert
-from tflite_int8.zoo import DEMO_MODEL
+from tflite_int8.zoo.models import DEMO_MODEL
 convert(DEMO_MODEL, sys.argv[1], num_samples=int(sys.argv[2]), views=50, recipe=Recipe(variants=("float32",)))
 """
 
@@ -39,9 +39,9 @@ def _peak_rss_mb(out: Path, samples: int) -> tuple[float, float]:
 
 def run() -> dict[str, Any]:
     from tflite_int8 import verify
-    from tflite_int8.adapter import Runner
-    from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.pipeline import load_conversion
+    from tflite_int8.runtime.adapter import Runner
+    from tflite_int8.data.readers import default_data_dir, open_reader
+    from tflite_int8.convert.pipeline import load_conversion
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-perf-") as tmp:

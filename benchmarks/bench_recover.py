@@ -22,9 +22,9 @@ GOAL = {"top1_agreement": 0.95, "cosine": 0.99, "top5_agreement": None, "sqnr_db
 
 def run(workers: int = 2) -> dict[str, Any]:
     from tflite_int8 import load_conversion, verify
-    from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.images import list_images
-    from tflite_int8.recover import recover
+    from tflite_int8.data.readers import default_data_dir, open_reader
+    from tflite_int8.data.images import list_images
+    from tflite_int8.recover.strategies import recover
 
     photos = list_images(default_data_dir()).paths
     calib, held_out = photos[0::2], photos[1::2]
@@ -39,7 +39,7 @@ def run(workers: int = 2) -> dict[str, Any]:
         _, _, peer_int8 = peer_oiqt(tmp / "r" / "baseline" / "model.onnx", raw, spec, tmp / "peer")
         peer = verify(tflite=peer_int8, reference=model, spec=spec, data=held_out, views=VERIFY_VIEWS, seed=1,
                       layers=False, workers=workers, thresholds=GOAL)
-        from tflite_int8.inspect import describe
+        from tflite_int8.runtime.describe import describe
 
         for a in result.attempts:  # XNNPACK's share of each file explains its latency column
             xnn = describe(tmp / "r" / a["file"], trusted=True)["xnnpack"]

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 
 def machine() -> str:
-    from tflite_int8.pipeline import versions
+    from tflite_int8.runtime.versions import versions
 
     cpu = "unknown CPU"
     try:
@@ -50,7 +50,7 @@ def peer_oiqt(onnx_path: Any, pixels01_nhwc: Any, spec: Any, work: Any) -> tuple
 
     import numpy as np
 
-    from tflite_int8.translate import ONNX2TF_SAMPLE_FILE
+    from tflite_int8.convert.translate import ONNX2TF_SAMPLE_FILE
 
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "calib.npy", pixels01_nhwc.astype(np.float32))

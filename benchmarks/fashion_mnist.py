@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tflite_int8.preprocess import PreprocessSpec
+from tflite_int8.config.preprocess import PreprocessSpec
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "fashion_cnn.pt"

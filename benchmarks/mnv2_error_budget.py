@@ -1,10 +1,10 @@
 """Where MobileNetV2's int8 error comes from: a fake-quant simulation in PyTorch (BN folded, as the converter does).
 
 Weights: TFLite's per-channel symmetric int8, nearest or GPTQ-rounded with the sequential bias correction
-(:mod:`tflite_int8.weight_rounding`).
+(:mod:`tflite_int8.recover.weight_rounding`).
 Activations: per-tensor asymmetric int8 at every point the int8 model requantizes (each conv output after
 its ReLU6, each residual add, the pooled features, the logits), ranges from the calibration's min/max or
-MSE-optimal (:mod:`tflite_int8.ranges`).  Same split as bench_recover (calibration: even photos x 10 views;
+MSE-optimal (:mod:`tflite_int8.convert.ranges`).  Same split as bench_recover (calibration: even photos x 10 views;
 held-out: odd photos x 25 views).  Prints top-1 agreement and logits cosine against the float model for
 each combination, then a leave-one-out over the activation points (on a third of the samples).
 Run: `.venv/bin/python -m benchmarks.mnv2_error_budget`.
@@ -69,7 +69,7 @@ def _forward(blocks, fc, x, ranges=None, tap=None, skip=()):
 def _nearest(blocks, fc):
     import torch
 
-    from tflite_int8.bias_correction import fake_quant_per_channel
+    from tflite_int8.recover.bias_correction import fake_quant_per_channel
 
     for c in [c for convs, _ in blocks for c in convs] + [fc]:
         c["w"] = torch.from_numpy(fake_quant_per_channel(c["w"].numpy()))
@@ -82,8 +82,8 @@ def _gptq(blocks, fc, cal):
     import torch
     import torch.nn.functional as F
 
-    from tflite_int8.weight_rounding import _gptq as gptq
-    from tflite_int8.weight_rounding import patch_hessian
+    from tflite_int8.recover.weight_rounding import _gptq as gptq
+    from tflite_int8.recover.weight_rounding import patch_hessian
 
     convs = [c for cs, _ in blocks for c in cs]
     hs: dict[int, torch.Tensor] = {}
@@ -137,7 +137,7 @@ def _correct_biases(originals, blocks, fc, x):
 def _ranges(blocks, fc, cal, mse):
     import torch
 
-    from tflite_int8.ranges import BINS, best_range
+    from tflite_int8.convert.ranges import BINS, best_range
 
     seen: dict[str, list] = {}
     _forward(blocks, fc, torch.from_numpy(cal), tap=lambda n, t: seen.setdefault(n, []).append(t.flatten()))
@@ -157,9 +157,9 @@ def run(top: int = 5) -> dict:
 
     import torch
 
-    from tflite_int8.calibrate import default_data_dir, open_reader
-    from tflite_int8.images import list_images
-    from tflite_int8.zoo import mobilenet_v2
+    from tflite_int8.data.readers import default_data_dir, open_reader
+    from tflite_int8.data.images import list_images
+    from tflite_int8.zoo.models import mobilenet_v2
 
     torch.set_grad_enabled(False)
     spec = mobilenet_v2.preprocess_spec

@@ -9,7 +9,7 @@ import pytest
 
 from tests.models import TINY_SPEC, tiny
 from tflite_int8 import Recipe, convert
-from tflite_int8.calibrate import default_data_dir
+from tflite_int8.data.readers import default_data_dir
 
 _REAL_CONNECT = socket.socket.connect
 _REAL_CONNECT_EX = socket.socket.connect_ex
@@ -79,7 +79,7 @@ def tiny_conversion_uint8(tmp_path_factory: pytest.TempPathFactory, photos: Path
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conversion, photos: Path) -> Path:
     """An Android bundle of the tiny conversion: 4 photos, the host's outputs."""
-    from tflite_int8 import android
+    from tflite_int8.device import android
 
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     android.bundle(tiny_conversion.out_dir, out, data=photos, num_samples=4, runs=5)
@@ -89,7 +89,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_conversion, photo
 @pytest.fixture(scope="session")
 def det_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 generated detection images (shapes on photos, 256 px) with a COCO annotation file."""
-    from benchmarks.detector.data import write_coco
+    from tflite_int8.zoo.shapes_data import write_coco
 
     out = tmp_path_factory.mktemp("det_data")
     write_coco(out, "val", 12)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tflite_int8.preprocess import PreprocessSpec
+from tflite_int8.config.preprocess import PreprocessSpec
 
 TINY_SPEC = PreprocessSpec(size=(32, 32), resize="stretch")
 

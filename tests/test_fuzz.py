@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tflite_int8 import Int8Error, Runner
-from tflite_int8.adapter import INT_RANGES, TensorInfo, dequantize, quantize
-from tflite_int8.calibrate import ArrayReader
-from tflite_int8.export import load_onnx
-from tflite_int8.images import list_images, load_image
-from tflite_int8.inspect import check_header, describe
-from tflite_int8.preprocess import PreprocessSpec, load_spec
+from tflite_int8.runtime.adapter import INT_RANGES, TensorInfo, dequantize, quantize
+from tflite_int8.data.readers import ArrayReader
+from tflite_int8.runtime.reference import load_onnx
+from tflite_int8.data.images import list_images, load_image
+from tflite_int8.runtime.describe import describe
+from tflite_int8.runtime.interpreter import check_header
+from tflite_int8.config.preprocess import PreprocessSpec, load_spec
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

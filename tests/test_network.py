@@ -18,7 +18,7 @@ def test_guard_blocks_connections_in_tests():
 
 
 def test_onnx2tf_worker_refuses_sockets():
-    code = ("from tflite_int8._onnx2tf_worker import _refuse_network\n_refuse_network()\nimport socket\n"
+    code = ("from tflite_int8.convert.onnx2tf_worker import _refuse_network\n_refuse_network()\nimport socket\n"
             "try:\n    socket.create_connection(('140.82.112.3', 443), timeout=1)\nexcept ConnectionRefusedError as e:\n"
             "    print('refused', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from tflite_int8 import (AlreadyQuantizedError, InputError, PreprocessSpec, UnsupportedOpError, convert, verify)
 from tflite_int8.cli import main
-from tflite_int8.inspect import describe
+from tflite_int8.runtime.describe import describe
 
 TINY = ["--size", "32", "--resize", "stretch"]
 

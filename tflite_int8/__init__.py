@@ -1,16 +1,21 @@
-"""tflite-int8: PyTorch/ONNX -> full-integer TFLite, with proof that it still works."""
+"""tflite-int8: PyTorch/ONNX -> full-integer TFLite, with proof that it still works.
+
+Layout (lower layers never import higher ones; ``tests/test_architecture.py`` enforces it):
+``config`` / ``portable`` / ``data`` -> ``runtime`` -> ``convert`` -> ``verify`` -> ``recover``, ``device``,
+``zoo`` -> ``cli``; ``errors`` and ``progress`` are shared by all.
+"""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .adapter import Runner, TensorInfo, read_io
-from .calibrate import ArrayReader, DataReader, ImageReader, Sample, open_reader
+from .config.preprocess import PreprocessSpec, load_spec, preset
+from .config.recipe import Recipe
+from .convert.pipeline import ConversionResult, convert
+from .convert.record import load_conversion
+from .data.readers import ArrayReader, DataReader, ImageReader, Sample, open_reader
 from .errors import (AlreadyQuantizedError, ConversionError, InputError, Int8Error, Int8Warning, ParityError,
                      UnsupportedOpError)
-from .pipeline import ConversionResult, convert, load_conversion
-from .preprocess import PreprocessSpec, load_spec, preset
-from .quantize import Recipe
-from .verify import VerifyResult, verify
+from .runtime.adapter import Runner, TensorInfo, read_io
+from .runtime.versions import __version__
+from .verify.core import VerifyResult, verify
 
 __all__ = [
     "AlreadyQuantizedError", "ArrayReader", "ConversionError", "ConversionResult", "DataReader", "ImageReader",

@@ -36,6 +36,9 @@ class UnsupportedOpError(ConversionError):
 class AlreadyQuantizedError(InputError):
     """The model given as float reference is already quantized."""
 
+    ADVICE = ("start from the float model (the float checkpoint or its float ONNX export): quantizing an already "
+              "quantized model twice adds a second rounding on top of the first")
+
 
 class ParityError(Int8Error):
     """A numeric check between two stages failed its threshold."""

@@ -31,8 +31,8 @@ def tflite_runner(request: pytest.FixtureRequest) -> Any:
     The preprocessing spec comes from the marker (``preset=``/``spec=``) or from the ``conversion.json``
     beside the file (a tflite-int8 output folder); without either, inputs are NHWC floats.
     """
-    from tflite_int8.adapter import Runner
-    from tflite_int8.preprocess import load_spec, preset
+    from tflite_int8.runtime.adapter import Runner
+    from tflite_int8.config.preprocess import load_spec, preset
 
     marker = request.node.get_closest_marker("tflite_model")
     path = (marker.args[0] if marker and marker.args else None) or request.config.getoption("--tflite-model")
@@ -51,7 +51,7 @@ def tflite_runner(request: pytest.FixtureRequest) -> Any:
     elif kwargs.get("spec"):
         spec = load_spec(kwargs["spec"])
     elif (path.parent / "conversion.json").is_file():
-        from tflite_int8.pipeline import load_conversion
+        from tflite_int8.convert.record import load_conversion
 
         spec = load_conversion(path.parent)[1]
     return Runner(path, spec)

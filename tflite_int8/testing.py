@@ -12,15 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from .preprocess import PreprocessSpec
+from .config.preprocess import PreprocessSpec
+from .data.readers import Sample
+from .runtime.adapter import read_io
+from .runtime.describe import describe
+from .runtime.interpreter import probe
+from .verify.engines import reference_spec, shared_output_names
+from .verify.ladder import LadderJob, run_samples
+from .verify.tasks import ClassificationTask, RawTask
 
 WORST = 5
 
 
 def assert_full_integer(tflite_path: str | Path) -> dict[str, Any]:
     """AssertionError unless every compute op and every input/output of the file is integer."""
-    from .inspect import describe
-
     info = describe(tflite_path)
     if info["verdict"] != "full-integer":
         io = ", ".join(f"{t['name']} {t['dtype']}" for t in info["inputs"] + info["outputs"])
@@ -41,13 +46,6 @@ def assert_int8_parity(reference: Any, tflite_path: str | Path, inputs: Any, *, 
     ``cosine`` is a floor on the mean cosine of each output, ``max_abs_err`` a ceiling on the largest
     absolute error (float units), ``top1_agreement`` a floor on the share of samples whose argmax agrees.
     """
-    from .adapter import read_io
-    from .calibrate import Sample
-    from .engines import reference_spec, shared_output_names
-    from .inspect import probe
-    from .ladder import LadderJob, run_samples
-    from .tasks import ClassificationTask, RawTask
-
     if top1_agreement is None and cosine is None and max_abs_err is None:
         raise ValueError("assert_int8_parity needs at least one of top1_agreement, cosine, max_abs_err")
     ref_spec = reference_spec(reference)

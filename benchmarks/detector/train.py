@@ -1,4 +1,5 @@
-"""Trains the reference detector on generated shapes (data.py); writes benchmarks/weights/yolo_shapes.pt.
+"""Trains the reference detector on generated shapes (tflite_int8/zoo/shapes_data.py); writes
+tflite_int8/zoo/weights/yolo_shapes.pt.
 
     .venv/bin/python -m benchmarks.detector.train [--epochs 20] [--images 1024]
 
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data
-from .model import CLASSES, SIZE, STRIDES, WEIGHTS, YoloV5
+from tflite_int8.zoo import shapes_data as data
+from tflite_int8.zoo.detector import CLASSES, SIZE, STRIDES, WEIGHTS, YoloV5
 
 
 class Shapes(torch.utils.data.Dataset):

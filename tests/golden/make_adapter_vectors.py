@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tflite_int8.adapter import TensorInfo, dequantize, quantize
+from tflite_int8.runtime.adapter import TensorInfo, dequantize, quantize
 
 
 def cases() -> list[dict]:

@@ -1,7 +1,7 @@
 """Writes arm64_tiny_results.json: real aarch64 LiteRT results for the test suite's tiny bundle.
 
 The bundle is made exactly as the ``tiny_bundle`` fixture makes it (conversions are byte-deterministic),
-then run by ``android arm64-check`` (root, debootstrap, qemu-user-static).  tests/test_android.py
+then run by ``android arm64-check`` (root, debootstrap, qemu-user-static).  tests/device/test_android.py
 compares these results with a freshly made bundle, so CI checks `compare` on real ARM64 outputs.
 
 Run (as root, from the repository root): .venv/bin/python -m tests.golden.make_arm64_results
@@ -13,9 +13,10 @@ import tempfile
 from pathlib import Path
 
 from tests.models import TINY_SPEC, tiny
-from tflite_int8 import Recipe, android, convert
-from tflite_int8.arm64 import arm64_check
-from tflite_int8.calibrate import default_data_dir
+from tflite_int8 import Recipe, convert
+from tflite_int8.device import android
+from tflite_int8.device.arm64 import arm64_check
+from tflite_int8.data.readers import default_data_dir
 
 if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,53 @@
+"""Translate: onnx2tf offline in a child process; numerically wrong or impossible translations stop the pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.models import TINY_SPEC, tiny
+from tflite_int8 import ConversionError, ParityError, PreprocessSpec
+from tflite_int8.convert.export import export
+from tflite_int8.convert.translate import ONNX2TF_SAMPLE_FILE, onnx_nodes_for, translate
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    return export(tiny(), tmp_path_factory.mktemp("onnx") / "tiny.onnx", TINY_SPEC.input_shape()).onnx_path
+
+
+def test_translation_is_checked_against_onnxruntime(tiny_onnx, tmp_path, rng):
+    x = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    res = translate(tiny_onnx, tmp_path, TINY_SPEC, samples=x, check_inputs=x, output_names=["output"])
+    assert (res.saved_model / "saved_model.pb").exists()
+    assert res.float32_tflite.name.endswith("_float32.tflite")
+    m = res.check["outputs"]["output"]
+    assert m["cosine"] > 0.9999 and m["rel_max_err"] < 1e-3 and m["samples"] == 4
+    # onnx2tf found its sample images locally (no download): the file we wrote, with our samples.
+    sample = np.load(tmp_path / "onnx2tf_cwd" / ONNX2TF_SAMPLE_FILE)
+    assert sample.shape == (4, 32, 32, 3)
+    # Every ONNX Conv is found behind some TF tensor name (what the layer diagnosis shows).
+    nodes = set(res.node_map.values())
+    assert {"/stem/stem.0/Conv", "/branch/branch.0/Conv", "/down/down.0/Conv"} <= nodes
+    tensor = "model_3/" + next(k for k, v in res.node_map.items() if v == "/down/down.0/Conv") + ";Const_1"
+    assert onnx_nodes_for(tensor, res.node_map) == ["/down/down.0/Conv"]
+
+
+def test_numerically_wrong_translation_stops_with_stage_and_size(tiny_onnx, tmp_path, rng):
+    x = [rng.standard_normal((1, 3, 32, 32)).astype(np.float32)]
+    with pytest.raises(ParityError, match=r"\[translate\].*cosine .*max abs error") as info:
+        translate(tiny_onnx, tmp_path, TINY_SPEC, check_inputs=x, thresholds={"cosine": 1.0000001})
+    assert info.value.metrics["cosine"] > 0.999 and info.value.exit_code == 1
+
+
+def test_op_onnx2tf_cannot_translate_is_named(tmp_path):
+    # LpPool has no onnx2tf handler (GlobalLpPool has one).
+    node = helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=2)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 7, 7])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "lp.onnx")
+    spec = PreprocessSpec(size=(8, 8), resize="stretch")
+    with pytest.raises(ConversionError, match=r"\[translate\].*LpPool"):
+        translate(tmp_path / "lp.onnx", tmp_path / "work", spec)

@@ -1,0 +1,69 @@
+"""Task metrics and labels: classification agreement/accuracy, label files, class names."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tflite_int8.errors import InputError
+from tflite_int8.verify.tasks import ClassificationTask, RawTask, choose_task, label_for, read_class_names, read_labels
+
+
+def _logits(top: list[int], k: int = 10) -> dict[str, np.ndarray]:
+    x = np.zeros((1, k), np.float32)
+    for rank, i in enumerate(top):
+        x[0, i] = 10.0 - rank
+    return {"out": x}
+
+
+def test_classification_agreement_and_accuracy():
+    task = ClassificationTask("out", class_names=tuple(f"c{i}" for i in range(10)))
+    recs = [task.record(_logits([1, 2]), _logits([1, 3])),      # agree
+            task.record(_logits([4, 5]), _logits([5, 4])),      # top-1 changes, float top-1 in int8 top-5
+            task.record(_logits([7, 0, 1, 2, 3]), _logits([8, 9, 0, 1, 2]))]  # float top-1 not in int8 top-5
+    s = task.summarize(["a", "b", "c"], recs, [1, 4, None])
+    assert s["top1_agreement"] == pytest.approx(1 / 3) and s["top5_agreement"] == pytest.approx(2 / 3)
+    assert s["labelled_samples"] == 2 and s["accuracy_float"] == 1.0 and s["accuracy_int8"] == 0.5
+    assert s["accuracy_drop_points"] == pytest.approx(50.0)
+    assert [d["sample"] for d in s["disagreements"]] == ["b", "c"]
+    assert s["disagreements"][0]["float_class"] == "c4" and s["disagreements"][0]["int8_class"] == "c5"
+    fails = task.failures(s, {"top1_agreement": 0.9, "top5_agreement": 0.5, "accuracy_drop_points": 1.0})
+    assert len(fails) == 2 and "top1 agreement 0.333 < 0.9" in fails[0] and "50.00 points" in fails[1]
+
+
+def test_task_choice():
+    assert isinstance(choose_task("auto", {"logits": (1, 1000)}), ClassificationTask)
+    assert isinstance(choose_task("auto", {"a": (1, 10), "b": (1, 4, 8, 8)}), RawTask)
+    assert isinstance(choose_task("auto", {"y": (1, 6300, 85)}), RawTask)
+    with pytest.raises(InputError, match="needs an output of shape"):
+        choose_task("classify", {"y": (1, 6300, 85)})
+    with pytest.raises(InputError, match="unknown task"):
+        choose_task("segment", {"y": (1, 10)})
+
+
+def test_labels_from_csv_and_folders(tmp_path):
+    names = tmp_path / "classes.txt"
+    names.write_text("cat\ndog\n\n")
+    assert read_class_names(names) == ["cat", "dog"]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,label\na.jpg,1\nb.png,cat\n")
+    assert read_labels(csv, ["cat", "dog"]) == {"a.jpg": 1, "b.png": 0}
+    with pytest.raises(InputError, match="give --class-names"):
+        read_labels(csv)
+    root = tmp_path / "by_class"
+    for cls in ("0", "1"):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / cls / f"img{cls}.png")
+    labels = read_labels(root)
+    assert sorted(labels.values()) == [0, 1]
+    assert label_for(str(root / "1" / "img1.png"), "img1.png#view3", labels) == 1
+    assert label_for(None, "img0.png#view2", {"img0.png": 0}) == 0
+
+
+@pytest.mark.parametrize("content, message", [("a.jpg\n", "expected 'file,label'"), ("", "holds no labels"),
+                                              ("a.jpg,zebra\n", "neither a class index")])
+def test_bad_label_files(tmp_path, content, message):
+    p = tmp_path / "l.csv"
+    p.write_text(content)
+    with pytest.raises(InputError, match=message):
+        read_labels(p)

@@ -1,0 +1,152 @@
+"""The sub-commands: each turns parsed arguments into one call of the Python API and prints its summary.
+
+A handler returns the exit code: 0 success, 1 a failed check, 2 bad input (raised as an error and mapped
+in :func:`tflite_int8.cli.main`).  ``args.progress`` is the terminal's progress (set by ``main``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from ..config.preprocess import PreprocessSpec, load_spec, preset
+from ..config.recipe import Recipe
+from ..config.thresholds import resolve_thresholds
+from ..convert.pipeline import convert as run_convert
+from ..device import android
+from ..device.arm64 import arm64_check
+from ..recover.strategies import recover as run_recover
+from ..runtime.describe import compare, counts_text, describe
+from ..verify.core import verify as run_verify
+from ..zoo.demo import demo as run_demo
+from . import summaries
+
+
+# verify's threshold flags: flag -> (threshold key, help)
+THRESHOLD_FLAGS = {
+    "min-cosine": ("cosine", "mean cosine per output"), "min-sqnr": ("sqnr_db", "mean SQNR dB per output"),
+    "min-top1": ("top1_agreement", "top-1 agreement"), "min-top5": ("top5_agreement", "top-5 agreement"),
+    "max-accuracy-drop": ("accuracy_drop_points", "labelled accuracy drop, points"),
+    "min-box-agreement": ("box_agreement", "detection: float/int8 box agreement"),
+    "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),
+}
+
+
+
+class UsageError(Exception):
+    """A combination of arguments that cannot work (exit 2)."""
+
+
+def spec_from_args(args: argparse.Namespace) -> PreprocessSpec | None:
+    if args.preset and args.spec:
+        raise UsageError("give either --preset or --spec, not both")
+    base = preset(args.preset) if args.preset else load_spec(args.spec) if args.spec else None
+    overrides = dict(size=args.size, resize=args.resize, mean=tuple(args.mean) if args.mean else None,
+                     std=tuple(args.std) if args.std else None, layout=args.layout, channels=args.channels,
+                     pixel_max=args.pixel_max)
+    if base is None and not any(v is not None for v in overrides.values()):
+        return None
+    return (base or PreprocessSpec()).with_overrides(**overrides)
+
+
+def convert(args: argparse.Namespace) -> int:
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants, ranges=args.ranges)
+    result = run_convert(args.model, args.out, spec=spec_from_args(args), data=args.data, weights=args.weights,
+                         trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
+                         num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
+                         task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
+                         progress=args.progress)
+    print(json.dumps(result.report, indent=2) if args.json else summaries.conversion_summary(result.report, args.out))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    result = run_demo(args.out, force=args.force, progress=args.progress)
+    print(summaries.demo_summary(result))
+    return 0 if result["verification"].passed else 1
+
+
+def verify(args: argparse.Namespace) -> int:
+    if args.target is None and (args.tflite is None or args.reference is None):
+        raise UsageError("give a conversion folder, or --tflite and --reference")
+    limits = resolve_thresholds(args.thresholds)
+    for flag, (key, _) in THRESHOLD_FLAGS.items():
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            limits[key] = value
+    report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
+    result = run_verify(args.target, tflite=args.tflite, reference=args.reference, spec=spec_from_args(args),
+                        data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
+                        num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
+                        workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
+                        progress=args.progress)
+    print(json.dumps(result.report, indent=2, default=str) if args.json else summaries.verify_summary(result))
+    return 0 if result.passed else 1
+
+
+def inspect(args: argparse.Namespace) -> int:
+    info = describe(args.model)
+    other = describe(args.compare) if args.compare else None
+    if args.json:
+        print(json.dumps({"model": info, "other": other} if other else info, indent=2))
+    elif other:
+        print(summaries.compare_summary(info, other, compare(info, other)))
+    else:
+        print(summaries.inspect_summary(info))
+    if args.require and info["verdict"] != args.require:
+        where = f"; float ops: {counts_text(info['float_ops'])}" if info["float_ops"] else ""
+        print(f"error: {args.model} is {info['verdict']}, not {args.require}{where}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def recover(args: argparse.Namespace) -> int:
+    result = run_recover(args.model, args.out, spec=spec_from_args(args), data=args.data, views=args.views,
+                         verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
+                         thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
+                         float_layers=args.float_layers, workers=args.workers, force=args.force,
+                         progress=args.progress)
+    print(summaries.recovery_summary(result))
+    return 0 if result.passed else 1
+
+
+def android_bundle(args: argparse.Namespace) -> int:
+    limits = {k: v for k, v in (("max_step_diff", args.max_step_diff), ("min_cosine", args.min_cosine))
+              if v is not None}
+    manifest = android.bundle(args.target, args.out, spec=spec_from_args(args), data=args.data,
+                              num_samples=args.num_samples, seed=args.seed, thresholds=limits, runs=args.runs,
+                              force=args.force)
+    print(f"bundle {args.out}: {manifest['model']['bytes']:,} B model, {len(manifest['samples'])} samples, "
+          f"thresholds {manifest['thresholds']}")
+    return 0
+
+
+def android_arm64(args: argparse.Namespace) -> int:
+    out = args.out or f"{args.bundle.rstrip('/')}.arm64-results.json"
+    if os.path.exists(out) and not args.force:
+        raise UsageError(f"{out} already exists; choose another path with -o or pass --force")
+    doc, report = arm64_check(args.bundle, root=args.root, rebuild=args.rebuild, runs=args.runs,
+                              progress=args.progress)
+    android.write_report(doc, out, force=args.force)
+    print(summaries.android_summary(report, results_path=out))
+    return 0 if report["passed"] else 1
+
+
+def android_compare(args: argparse.Namespace) -> int:
+    return _device_report(args, android.compare(args.results, args.bundle))
+
+
+def android_run(args: argparse.Namespace) -> int:
+    report = android.run(args.bundle, serial=args.serial, adb=args.adb, xnnpack=not args.no_xnnpack,
+                         progress=args.progress)
+    return _device_report(args, report)
+
+
+def _device_report(args: argparse.Namespace, report: dict[str, Any]) -> int:
+    if args.out:
+        android.write_report(report, args.out, force=args.force)
+    print(summaries.android_summary(report))
+    return 0 if report["passed"] else 1

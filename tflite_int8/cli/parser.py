@@ -1,0 +1,194 @@
+"""The `tflite-int8` argument parser.  Choices and help come from the tables they validate against
+(presets, tasks, variants, ranges, verdicts, thresholds); each sub-command names its handler
+(``set_defaults(handler=...)``) in :mod:`.commands`."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
+from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
+from ..config.tasks import TASKS
+from ..config.thresholds import DEFAULTS as THRESHOLDS
+from ..runtime.describe import VERDICTS
+from . import commands
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        vals = [int(v) for v in text.lower().replace("x", " ").replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW, got {text!r}") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
+    return (vals[0], vals[1])
+
+
+def _choices(table: Any) -> str:
+    return ", ".join(table)
+
+
+def _add_preprocess_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (overrides the preset or --spec file)")
+    g.add_argument("--preset", help=f"built-in spec: {_choices(PRESETS)}")
+    g.add_argument("--spec", help="preprocessing spec file (.toml or .json)")
+    g.add_argument("--size", type=_size, help="input size: N or HxW")
+    g.add_argument("--resize", choices=RESIZE_MODES)
+    g.add_argument("--mean", type=_floats, help="per-channel mean in units of pixel/pixel-max, e.g. 0.485,0.456,0.406")
+    g.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    g.add_argument("--layout", choices=LAYOUTS, help="layout of the model's float input (NCHW for PyTorch)")
+    g.add_argument("--channels", choices=CHANNEL_ORDERS)
+    g.add_argument("--pixel-max", type=float, help="pixels are divided by this first (255: 0..1 input; 1: 0..255)")
+
+
+def _task_help(names: tuple[str, ...]) -> str:
+    return "; ".join(f"{n}: {TASKS[n]}" for n in names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tflite-int8", description="PyTorch/ONNX -> full-integer TFLite, verified.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_convert(sub)
+    d = sub.add_parser("demo", help="convert the embedded EfficientNet-Lite0 and report its int8 agreement")
+    d.add_argument("-o", "--out", default="demo_output", help="output directory (default demo_output)")
+    d.add_argument("--force", action="store_true", help="replace an existing output directory")
+    d.set_defaults(handler=commands.demo)
+    _add_verify(sub)
+    i = sub.add_parser("inspect", help="what a .tflite really is: I/O dtypes, quantization, verdict")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true", help="print the facts as JSON")
+    i.add_argument("--compare", metavar="OTHER", help="a second .tflite, shown side by side with differences marked")
+    i.add_argument("--require", choices=list(VERDICTS),
+                   help="exit 1 unless the model's verdict is this one (for CI scripts)")
+    i.set_defaults(handler=commands.inspect)
+    _add_recover(sub)
+    _add_android(sub)
+    return parser
+
+
+def _add_convert(sub: Any) -> None:
+    c = sub.add_parser("convert", help="convert a model to full-integer TFLite")
+    c.add_argument("model", help="'package.module:factory' returning an nn.Module, or a path to an .onnx file")
+    c.add_argument("-o", "--out", required=True, help="output directory (must not exist unless --force)")
+    c.add_argument("--weights", help="checkpoint (.pt/.pth) to load into the PyTorch model")
+    c.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow checkpoints that contain pickled Python objects (runs code from the file)")
+    c.add_argument("--allow-partial-weights", action="store_true",
+                   help="convert even when conv/linear weights are missing from the checkpoint")
+    c.add_argument("--data", help="calibration data: a folder of images or a .npy of preprocessed inputs "
+                                  "(default: the bundled representative_data/)")
+    c.add_argument("--num-samples", type=int, help="calibration samples to use (default: all)")
+    c.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--io-dtype", choices=IO_DTYPES, default="int8", help="model input/output type")
+    c.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
+    c.add_argument("--ranges", choices=list(RANGES), default="minmax",
+                   help="activation ranges: " + "; ".join(f"{k}: {v}" for k, v in RANGES.items()))
+    c.add_argument("--variants", default="", help="extra files, comma-separated: " +
+                   "; ".join(f"{v} ({VARIANTS[v].help})" for v in EXTRA_VARIANTS))
+    c.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(("auto", "detect")))
+    c.add_argument("--no-head-fix", action="store_true",
+                   help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
+    c.add_argument("--decode", choices=["model", "host"], default="model",
+                   help="with --task detect: keep the grid/anchor decode in the model (default) or move it to the "
+                        "host (decode.onnx; the int8 model outputs the split head convolutions): more accurate, as int8 "
+                        "sigmoid and box tensors coarsen decoded boxes (reference detector: 0.7 vs 3.2 mAP50-95 "
+                        "points lost)")
+    c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
+    _add_preprocess_args(c)
+    c.set_defaults(handler=commands.convert)
+
+
+def _add_verify(sub: Any) -> None:
+    v = sub.add_parser("verify", help="prove int8 parity: parity ladder, task metrics, per-layer diagnosis, reports")
+    v.add_argument("target", nargs="?", help="a conversion output folder (from convert/demo)")
+    v.add_argument("--tflite", help="the int8 .tflite to verify (default: the folder's full-integer model)")
+    v.add_argument("--reference", help="float reference: 'package.module:factory', .onnx or float .tflite "
+                                       "(needed without a conversion folder)")
+    v.add_argument("--data", help="verification images folder or .npy (default: the bundled photos)")
+    v.add_argument("--labels", help="labels: CSV 'file,label' or a folder with one sub-folder per class; "
+                                    "for detection a COCO annotation JSON")
+    v.add_argument("--class-names", help="text file, one class name per line (line i = class i)")
+    v.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
+    v.add_argument("--num-samples", type=int, help="verify on this many samples (default: all)")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(tuple(TASKS)))
+    v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
+    v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
+    v.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the defaults")
+    for flag, (key, helptext) in commands.THRESHOLD_FLAGS.items():
+        v.add_argument(f"--{flag}", type=float, help=f"{helptext} (default {THRESHOLDS[key]})")
+    v.add_argument("--report-dir", help="where report.json/report.html go (default TARGET/verify, or "
+                                        "./verify_report without a conversion folder)")
+    v.add_argument("--force", action="store_true", help="replace an existing report folder")
+    v.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    _add_preprocess_args(v)
+    v.set_defaults(handler=commands.verify)
+
+
+def _add_recover(sub: Any) -> None:
+    r = sub.add_parser("recover", help="convert, verify, and on failure try accuracy-recovery strategies in order")
+    r.add_argument("model", help="'package.module:factory' or an .onnx file")
+    r.add_argument("-o", "--out", required=True, help="output directory: one sub-folder per strategy tried")
+    r.add_argument("--data", help="calibration images or .npy (default: the bundled photos)")
+    r.add_argument("--views", type=int, default=1, help="calibration views per photo (default 1)")
+    r.add_argument("--verify-data", help="held-out verification images or .npy (default: the bundled photos)")
+    r.add_argument("--verify-views", type=int, default=1)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the verify defaults")
+    r.add_argument("--allow-float-ops", action="store_true",
+                   help="last resort: keep the worst layers in float (the result is NOT full-integer)")
+    r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")
+    r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--force", action="store_true", help="replace an existing output directory")
+    _add_preprocess_args(r)
+    r.set_defaults(handler=commands.recover)
+
+
+def _add_android(sub: Any) -> None:
+    a = sub.add_parser("android", help="the on-device side: bundles, phone runs, ARM64 parity check")
+    asub = a.add_subparsers(dest="android_command", required=True)
+    b = asub.add_parser("bundle", help="write a bundle (model, quantized inputs, expected outputs, manifest)")
+    b.add_argument("target", help="a conversion output folder, or an int8 .tflite (then give --preset/--spec)")
+    b.add_argument("-o", "--out", required=True, help="bundle directory (must not exist unless --force)")
+    b.add_argument("--data", help="images folder or .npy of float inputs (default: the bundled photos)")
+    b.add_argument("--num-samples", type=int, default=8, help="verification inputs (default 8)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--max-step-diff", type=int, help="allowed output difference in int8 steps (default 1)")
+    b.add_argument("--min-cosine", type=float, help="minimum cosine per output (default 0.999)")
+    b.add_argument("--runs", type=int, default=20, help="timed runs on the device (default 20)")
+    b.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+    _add_preprocess_args(b)
+    b.set_defaults(handler=commands.android_bundle)
+    r = asub.add_parser("run", help="push a bundle to a phone with adb, run the harness app, compare")
+    r.add_argument("bundle")
+    r.add_argument("--serial", help="adb serial of the phone (adb devices)")
+    r.add_argument("--adb", default="adb", help="the adb executable (default: adb on PATH)")
+    r.add_argument("--no-xnnpack", action="store_true", help="compare the builtin kernels' outputs instead")
+    r.add_argument("-o", "--out", help="write the comparison report (JSON) here")
+    r.add_argument("--force", action="store_true", help="replace an existing report file")
+    r.set_defaults(handler=commands.android_run)
+    c = asub.add_parser("compare", help="compare a device's results JSON with its bundle: pass/fail")
+    c.add_argument("results")
+    c.add_argument("bundle")
+    c.add_argument("-o", "--out", help="write the comparison report (JSON) here")
+    c.add_argument("--force", action="store_true", help="replace an existing report file")
+    c.set_defaults(handler=commands.android_compare)
+    k = asub.add_parser("arm64-check", help="run the bundle on emulated aarch64 LiteRT (debootstrap + qemu; root)")
+    k.add_argument("bundle")
+    k.add_argument("--root", help="the arm64 root to build or reuse (default ~/.cache/tflite-int8/arm64-bookworm)")
+    k.add_argument("--rebuild", action="store_true", help="build the arm64 root again")
+    k.add_argument("--runs", type=int, default=5, help="timed runs per runtime (default 5; emulation is slow)")
+    k.add_argument("-o", "--out", help="where the aarch64 results JSON goes (default BUNDLE.arm64-results.json)")
+    k.add_argument("--force", action="store_true", help="replace an existing results file")
+    k.set_defaults(handler=commands.android_arm64)

@@ -1,0 +1,189 @@
+"""Plain-text summaries of a conversion for the terminal (the CLI prints them)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..runtime.describe import counts_text
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
+    lines = [f"Output: {out_dir}"]
+    files = report.get("files", {})
+    f32 = report.get("stages", {}).get("translate", {}).get("float32_tflite_bytes")
+    lines.append("")
+    lines.append(f"{'file':32} {'size':>10} {'vs float32':>10}  verdict")
+    for variant, f in files.items():
+        ratio = f"{f['bytes'] / f32:.3f}x" if f32 else "-"
+        lines.append(f"{f['file']:32} {_mb(f['bytes']):>10} {ratio:>10}  {f['verdict']}")
+    lines.append("")
+    lines.append(f"{'stage':12} {'seconds':>8}  {'check':40}")
+    for stage, info in report.get("stages", {}).items():
+        check = info.get("check", info) if stage != "quantize" else {}
+        outs = check.get("outputs", {}) if isinstance(check, dict) else {}
+        desc = "; ".join(f"{n}: cos {m['cosine']:.6f}, max err {m['max_abs_err']:.3g}"
+                         + (f", top-1 {m['top1_agreement']:.0%}" if "top1_agreement" in m else "")
+                         for n, m in outs.items())
+        if stage == "quantize":
+            desc = f"{info.get('calibration_samples')} calibration samples"
+        lines.append(f"{stage:12} {info.get('seconds', 0):8.1f}  {desc}")
+    tensors = report.get("tensors", {})
+    for kind in ("inputs", "outputs"):
+        for t in tensors.get(kind, []):
+            lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale'][0]:.6g} "
+                         f"zero point {t['zero_point'][0]}")
+    sp = report.get("sparsity")
+    if sp and sp["float"]["fraction"] > 0.01:
+        lines.append(f"sparsity: {sp['float']['fraction']:.1%} of float weights are zero, {sp['int8']['fraction']:.1%} "
+                     f"of int8 weights. {sp['note']}")
+    for adj in report.get("adjustments", []):
+        lines.append(f"note: {adj}")
+    return "\n".join(lines)
+
+
+def demo_summary(result: dict[str, Any]) -> str:
+    conv = result["conversion"]
+    return conversion_summary(conv.report, str(conv.out_dir)) + "\n\n" + verify_summary(result["verification"])
+
+
+def verify_summary(result: Any) -> str:
+    rep = result.report
+    lines = [f"Verification of {rep['model']} against {rep['reference']}: {rep['data']['description']}"]
+    lines.append(f"{'step':16} {'vs':16} {'output':20} {'mean cos':>10} {'min cos':>10} {'SQNR dB':>8} {'max err':>10}")
+    for st in rep["stages"]:
+        if "skipped" in st:
+            lines.append(f"{st['step']:16} skipped: {st['skipped']}")
+            continue
+        for name, m in st.get("outputs", {}).items():
+            lines.append(f"{st['step']:16} {st['compared_with']:16} {name[:20]:20} {m['cosine']:10.6f} "
+                         f"{m['cosine_min']:10.6f} {m['sqnr_db']:8.1f} {m['max_abs_err']:10.4g}")
+    for name, m in rep["outputs"].items():
+        steps = f", max err {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
+        lines.append(f"int8 vs {rep['reference']}, '{name}': mean cosine {m['cosine']:.4f}, SQNR "
+                     f"{m['sqnr_db']:.1f} dB{steps}")
+    c = rep.get("classification")
+    if c:
+        line = f"top-1 agreement {c['top1_agreement']:.1%}, top-5 agreement {c['top5_agreement']:.1%}"
+        if "accuracy_float" in c:
+            line += (f"; accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
+                     f"({c['accuracy_drop_points']:+.2f} points drop)")
+        lines.append(line)
+    d = rep.get("detection")
+    if d:
+        line = (f"detection: box agreement {d['box_agreement']:.3f} ({d['boxes_matched']} matched of "
+                f"{d['boxes_float']} float / {d['boxes_int8']} int8 boxes); int8 mAP50-95 vs float's boxes "
+                f"{d['map50_95_vs_float']:.4f}")
+        if "map50_float" in d:
+            line += (f"\n  mAP50 float {d['map50_float']:.4f}, int8 {d['map50_int8']:.4f}; mAP50-95 float "
+                     f"{d['map50_95_float']:.4f}, int8 {d['map50_95_int8']:.4f} ({d['map50_95_drop_points']:+.2f} "
+                     f"points drop)")
+        lines.append(line)
+    worst = rep.get("layers", [])[:5]
+    if worst:
+        lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")
+        for r in worst:
+            node = f" <- ONNX {', '.join(r['onnx_nodes'][:2])}" if r["onnx_nodes"] else ""
+            lines.append(f"  {r['rmse_over_scale']:7.3f} {r['op']:18} {r['tensor'][:60]}{node}")
+    if result.report_dir:
+        lines.append(f"reports: {result.report_dir}/report.json, {result.report_dir}/report.html")
+    lines.append("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(result.failures))
+    return "\n".join(lines)
+
+
+def inspect_summary(info: dict[str, Any]) -> str:
+    lines = [f"{info['path']}: {info['verdict']} ({info['size_bytes'] / 1e6:.2f} MB)", ""]
+    lines.append(f"{'':7} {'name':24} {'shape':18} {'dtype':8} {'quantization':34} float range")
+    for kind, key in (("inputs", "accepts"), ("outputs", "represents")):
+        for t in info[kind]:
+            if t["scale"]:
+                axis = (f"per-axis ({len(t['scale'])} scales, dim {t['quantized_dimension']})"
+                        if len(t["scale"]) > 1 else "per-tensor")
+                q = f"scale {t['scale'][0]:.4g}, zp {t['zero_point'][0]} {axis}"
+            else:
+                q = "none"
+            rng = t.get(key)
+            verb = "accepts" if kind == "inputs" else "represents"
+            span = f"{verb} {rng[0]:.4g}..{rng[1]:.4g}" if rng else "-"
+            lines.append(f"{kind[:-1]:7} {t['name'][:24]:24} {str(t['shape']):18} {t['dtype']:8} {q:34} {span}")
+    lines += ["", "ops: " + counts_text(info["op_histogram"])]
+    x = info["xnnpack"]
+    lines.append(f"XNNPACK: {x['partitions']} partition(s); takes {sum(x['delegated'].values())} ops, falls back on: "
+                 f"{counts_text(x['fallback'])}")
+    if info["float_op_detail"]:
+        lines.append("float ops (why it is not full-integer):")
+        for d in info["float_op_detail"][:20]:
+            lines.append(f"  #{d['index']} {d['op']}: " + ", ".join(d["float_tensors"][:4]))
+        if len(info["float_op_detail"]) > 20:
+            lines.append(f"  ... and {len(info['float_op_detail']) - 20} more")
+    sigs = "; ".join(f"{k}({', '.join(v.get('inputs', []))}) -> {', '.join(v.get('outputs', []))}"
+                     for k, v in info["signatures"].items())
+    lines.append(f"signatures: {sigs or 'none'}")
+    lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in info["metadata"].items()))
+    return "\n".join(lines)
+
+
+def compare_summary(a: dict[str, Any], b: dict[str, Any], rows: list) -> str:
+    width = max(len(str(r[1])) for r in rows) + 2
+    lines = [f"  {'':22} {'A: ' + a['path'][-width + 3:]:{width}} B: {b['path']}"]
+    for field, x, y, differs in rows:
+        lines.append(f"{'!' if differs else ' '} {field[:22]:22} {x:{width}} {y}")
+    n = sum(r[3] for r in rows)
+    lines.append(f"{n} difference(s) (marked !)" if n else "no differences")
+    return "\n".join(lines)
+
+
+def android_summary(report: dict[str, Any], *, results_path: str | None = None) -> str:
+    """A device comparison (android compare/run/arm64-check) in a few lines."""
+    dev = report.get("device", {})
+    lines = [f"device: {dev.get('runner', '?')} on {dev.get('arch', '?')} ({dev.get('runtime', '?')})"]
+    iq = report.get("input_quantization") or {}
+    if iq:
+        lines.append(f"input quantization: {iq.get('mismatches', 0)} of {iq.get('checked', 0)} values differ "
+                     f"from the host adapter")
+    lines.append(f"{'output':<28} {'max step diff':>13} {'differing':>14} {'min cosine':>11} {'top-1':>6}")
+    for o in report["outputs"]:
+        top1 = f"{o['top1_agreement']:.0%}" if "top1_agreement" in o else "-"
+        lines.append(f"{o['name'][:28]:<28} {o['max_step_diff']:>13} {o['differing_values']:>6}/{o['values']:<7} "
+                     f"{o['min_cosine']:>11.6f} {top1:>6}")
+    for s in report.get("host_kernel_spread", []):
+        lines.append(f"  for scale: on the host, '{s['name']}' differs by up to {s['xnnpack_vs_builtin_max_step_diff']} "
+                     f"steps between XNNPACK and the builtin kernels, {s['xnnpack_vs_reference_max_step_diff']} vs "
+                     f"the reference kernels (kernel rounding, not errors)")
+    for t in report.get("timing", []):
+        lines.append(f"latency ({'XNNPACK' if t['xnnpack'] else 'builtin kernels'}, {t['threads']} thread): "
+                     f"median {t['median_ms']:.1f} ms over {t['runs']} runs")
+    arm = report.get("arm64")
+    if arm:
+        setup = (f"built the root in {arm['build_seconds']} s" if arm.get("built") else "reused the root") + \
+            (f", installed LiteRT in {arm['install_seconds']} s" if arm.get("installed") else "")
+        lines.append(f"arm64: {setup} ({arm['root']}); bundle run {arm['run_seconds']} s, total "
+                     f"{arm['total_seconds']} s")
+    if results_path:
+        lines.append(f"results: {results_path} (check again with `tflite-int8 android compare`)")
+    lines += [f"  - {f}" for f in report["failures"]]
+    if report.get("note"):
+        lines.append(f"note: {report['note']}")
+    lines.append("PASSED" if report["passed"] else "FAILED")
+    return "\n".join(lines)
+
+
+def recovery_summary(result: Any) -> str:
+    """The strategy table of ``recover``."""
+    lines = [f"{'strategy':16} {'passed':6} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'ms':>7}  how"]
+    for a in result.attempts:
+        if a.get("error"):
+            lines.append(f"{a['strategy']:16} {'error':6} {a['error'][:200]}")
+            continue
+        top1 = f"{a['top1_agreement']:.1%}" if a.get("top1_agreement") is not None else "-"
+        ms = f"{a['latency_ms_1_thread']:.2f}" if a.get("latency_ms_1_thread") is not None else "-"
+        lines.append(f"{a['strategy']:16} {str(a['passed']):6} {top1:>7} {a['mean_cosine']:8.4f} "
+                     f"{a['sqnr_db']:8.1f} {a['bytes'] / 1e6:6.2f} {ms:>7}  {a['how']}")
+    if result.winner:
+        full = "" if result.winner != "float-fallback" else " (NOT full-integer: float ops inside)"
+        lines.append(f"winner: {result.winner}{full}; files and recovery.json in {result.out_dir}")
+    else:
+        lines.append(f"no strategy passed; every attempt is in {result.out_dir} (recovery.json)")
+    return "\n".join(lines)

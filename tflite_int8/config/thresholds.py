@@ -1,0 +1,69 @@
+"""Pass/fail thresholds of verification: sane defaults, overridable by a file or by arguments."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+DEFAULTS: dict[str, float] = {
+    "cosine": 0.95,                # mean cosine similarity of each int8 output with the float reference
+    "sqnr_db": 10.0,               # mean signal-to-quantization-noise ratio of each output, dB
+    "top1_agreement": 0.75,        # int8 top-1 class == float top-1 class
+    "top5_agreement": 0.95,        # float top-1 class within the int8 top-5
+    "accuracy_drop_points": 1.0,   # labelled accuracy, float minus int8, in percentage points
+    "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
+    "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points
+}
+
+
+def resolve_thresholds(given: Mapping[str, float] | str | Path | None) -> dict[str, float]:
+    """Defaults updated by a mapping or a .json/.toml file; unknown keys and non-numbers are errors."""
+    values: Mapping[str, Any]
+    source = "thresholds"
+    if given is None:
+        return dict(DEFAULTS)
+    if isinstance(given, (str, Path)):
+        path, source = Path(given), str(given)
+        if not path.is_file():
+            raise InputError(f"thresholds file {path} does not exist")
+        try:
+            if path.suffix.lower() == ".toml":
+                import tomllib
+
+                values = tomllib.loads(path.read_text())
+            else:
+                values = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read thresholds file {path}: {exc}") from None
+        if isinstance(values, dict) and isinstance(values.get("thresholds"), dict):
+            values = values["thresholds"]
+    else:
+        values = given
+    if not isinstance(values, Mapping):
+        raise InputError(f"{source}: expected a table of name = number")
+    out = dict(DEFAULTS)
+    for key, value in values.items():
+        if key not in DEFAULTS:
+            raise InputError(f"{source}: unknown threshold {key!r}; known: {', '.join(DEFAULTS)}")
+        if value is None:
+            out[key] = None  # type: ignore[assignment]  # disables the check
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{source}: threshold {key} must be a number, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float | None]) -> list[str]:
+    """Failure messages for outputs whose mean cosine or SQNR is below the limits."""
+    fails = []
+    for name, m in outputs.items():
+        worst = ", ".join(f"{w['sample']} ({w['cosine']:.3f})" for w in m.get("worst_samples", [])[:3])
+        if limits.get("cosine") is not None and m["cosine"] < limits["cosine"]:
+            fails.append(f"output '{name}': mean cosine {m['cosine']:.4f} < {limits['cosine']} "
+                         f"(worst samples: {worst})")
+        if limits.get("sqnr_db") is not None and m["sqnr_db"] < limits["sqnr_db"]:
+            fails.append(f"output '{name}': mean SQNR {m['sqnr_db']:.2f} dB < {limits['sqnr_db']} dB")
+    return fails

@@ -1,0 +1,94 @@
+"""The TF converter, set up in one place: every .tflite this tool writes is built here.
+
+:func:`calibration_batches` turns a data reader into the converter's representative dataset (streamed,
+one sample at a time, with a progress bar); :func:`build` configures a ``TFLiteConverter`` for a
+:class:`~tflite_int8.config.recipe.Variant` and a :class:`~tflite_int8.config.recipe.Recipe` (I/O types,
+per-channel weights, activation ranges); :func:`run` converts and turns the converter's errors into typed
+ones naming the ops.  quantize, diagnose (through TF's quantization debugger) and recover's float fallback
+use these, so a diagnosis sees the shipped model's settings.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..config.recipe import Recipe, Variant
+from ..errors import ConversionError, UnsupportedOpError
+from ..progress import Progress, or_silent
+from ..runtime.quiet import native_stderr_captured
+from .ranges import use_mse_ranges
+
+Dataset = Callable[[], Iterator[list[np.ndarray]]]
+
+
+class calibration_batches:
+    """The representative dataset of ``reader``: each call streams the samples again, in the model's layout.
+
+    ``count`` is the number of samples the last pass yielded (MSE ranges read the data twice).
+    """
+
+    def __init__(self, reader: Any, spec: PreprocessSpec, progress: Progress | None = None,
+                 label: str = "calibrating") -> None:
+        self.reader, self.spec, self.label = reader, spec, label
+        self.progress = or_silent(progress)
+        self.count = 0
+
+    def __call__(self) -> Iterator[list[np.ndarray]]:
+        bar = self.progress(self.label, len(self.reader))
+        self.count = 0
+        try:
+            for sample in self.reader:
+                self.count += 1
+                bar.update(1)
+                yield [self.spec.to_nhwc(np.asarray(sample.x, dtype=np.float32))]
+        finally:
+            bar.close()
+
+
+def build(saved_model: str | Path, variant: Variant, recipe: Recipe, dataset: Dataset | None) -> Any:
+    """A TFLiteConverter for ``variant`` (what) with ``recipe``'s settings, calibrated on ``dataset``."""
+    import tensorflow as tf
+
+    c = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if variant.optimize:
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant.float16:
+        c.target_spec.supported_types = [tf.float16]
+    if variant.calibrate:
+        if dataset is None:
+            raise ValueError(f"{variant.file_name} needs calibration data")
+        c.representative_dataset = dataset
+    ops = {"int8": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8],
+           "int16x8": [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]}.get(variant.ops)
+    if ops is not None:
+        c.target_spec.supported_ops = ops
+    if variant.io == "integer":
+        c.inference_input_type = tf.int8 if recipe.io_dtype == "int8" else tf.uint8
+        c.inference_output_type = c.inference_input_type
+    if variant.uses_recipe_ranges:
+        if not recipe.per_channel:
+            c._experimental_disable_per_channel = True
+        if recipe.ranges == "mse":
+            use_mse_ranges(c, dataset)
+    return c
+
+
+def run(converter: Any, what: str) -> bytes:
+    """``converter.convert()``; its failures as UnsupportedOpError (naming the ops) or ConversionError."""
+    try:
+        with native_stderr_captured():
+            return converter.convert()
+    except Exception as exc:  # ConverterError and friends
+        msg = str(exc)
+        ops = sorted(set(re.findall(r"'tfl?\.([A-Za-z0-9_]+)' op", msg)) |
+                     set(re.findall(r"[Qq]uantization (?:is )?not (?:yet )?supported for op: '?([A-Za-z0-9_]+)", msg)))
+        if ops:
+            raise UnsupportedOpError(
+                f"the TF converter cannot make op(s) {', '.join(ops)} {what}; replace them in the model, or allow "
+                f"float ops explicitly. Converter said: {msg.strip().splitlines()[0][:300]}",
+                ops=ops) from None
+        raise ConversionError(f"the TF converter failed ({what}): {msg.strip()[:600]}", stage="quantize") from None

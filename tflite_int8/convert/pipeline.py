@@ -1,0 +1,268 @@
+"""convert(): export -> translate -> quantize, checked at every stage, written atomically.
+
+The output directory holds ``model.onnx``, ``model_int8.tflite`` (plus requested
+variants) and ``conversion.json``.  It is built in a hidden sibling folder and
+moved into place only when complete; an existing directory is replaced only
+with ``force=True``.
+"""
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..config.recipe import FULL_INTEGER, Recipe
+from ..config.tasks import check_task
+from ..data.files import check_destination, dump_json, staging
+from ..data.images import file_sha256
+from ..data.readers import default_data_dir, open_reader
+from ..errors import AlreadyQuantizedError, InputError, Int8Warning, UnsupportedOpError
+from ..progress import Progress
+from ..runtime.adapter import Runner
+from ..runtime.checkpoint import load_weights
+from ..runtime.describe import describe
+from ..runtime.metrics import compare, worst
+from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
+from .export import export, prepare_onnx
+from .guards import check_module_float, check_onnx_float, fold_pruning
+from .heads import apply
+from .quantize import quantize
+from .record import FILE, load_conversion, new_record, stage
+from .sparsity import onnx_sparsity, sparsity_report, tflite_sparsity
+from .translate import translate
+
+__all__ = ["ConversionResult", "convert", "load_conversion"]
+CHECK_SAMPLES = 8
+
+
+@dataclass
+class ConversionResult:
+    out_dir: Path
+    files: dict[str, Path]
+    report: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def int8_path(self) -> Path:
+        return self.files["full-integer"]
+
+
+def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
+            weights: str | Path | None = None, trust_checkpoint: bool = False, allow_partial_weights: bool = False,
+            num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
+            task: str = "auto", head_fix: bool = True, decode: str = "model",
+            force: bool = False, translate_thresholds: dict[str, float] | None = None,
+            progress: Progress | None = None) -> ConversionResult:
+    """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``.
+
+    ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
+    so they do not share one int8 scale; ``decode="host"`` moves the grid/anchor decode out of the model
+    (``decode.onnx``).  Every conversion lints its outputs for such mixed ranges.
+    """
+    check_task(task)
+    out_dir = Path(out_dir)
+    check_destination(out_dir, force)
+    report = new_record()
+    with warnings.catch_warnings(record=True) as caught, staging(out_dir, force) as stage_dir, \
+            tempfile.TemporaryDirectory(prefix="tflite-int8-work-") as work:
+        warnings.simplefilter("always", Int8Warning)
+        module, source, spec = _resolve_model(model, spec, weights, trust_checkpoint, allow_partial_weights, report)
+        report["preprocess"] = spec.to_dict()
+        calib_source = data if data is not None else default_data_dir()
+        reader = open_reader(calib_source, spec, views=views, num_samples=num_samples, seed=seed)
+        report["calibration"] = _calibration_section(calib_source, reader, num_samples, views, seed)
+        check_inputs = _first(reader, CHECK_SAMPLES)
+        _warn_if_constant(check_inputs, spec, reader)
+        onnx_samples = _first(reader, 20)
+        onnx_path = stage_dir / "model.onnx"
+        with stage(report, "export") as st:
+            exported = _export(module, source, onnx_path, spec, check_inputs)
+            report["adjustments"] += exported.adjustments
+            import onnx
+
+            onnx_model = onnx.load(str(onnx_path))
+            float_sparsity = onnx_sparsity(onnx_model)
+            st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
+        output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
+                             spec, report)
+        report["onnx"] = {"file": onnx_path.name, "inputs": exported.input_names, "outputs": output_names,
+                          "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
+        with stage(report, "translate") as st:
+            tr = translate(onnx_path, work, spec, samples=onnx_samples, check_inputs=check_inputs,
+                           output_names=output_names, thresholds=translate_thresholds)
+            st.update(check=tr.check, float32_tflite_bytes=tr.float32_tflite.stat().st_size)
+        with stage(report, "quantize") as st:
+            q = quantize(tr.saved_model, stage_dir, reader, spec, recipe, float32_tflite=tr.float32_tflite,
+                         progress=progress)
+            st["calibration_samples"] = q.calibration_samples
+        report["recipe"] = recipe.to_dict()
+        with stage(report, "int8_check") as st:
+            report["files"], report["tensors"] = _describe_files(q.files, output_names)
+            report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files[FULL_INTEGER]))
+            st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, spec, check_inputs, output_names))
+        report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
+        (stage_dir / FILE).write_text(dump_json(report))
+    files = {k: out_dir / v.name for k, v in q.files.items()}
+    for w in caught:  # hand our warnings on to the caller (the CLI shows them)
+        if issubclass(w.category, Int8Warning):
+            warnings.warn(w.message, Int8Warning, stacklevel=2)
+    return ConversionResult(out_dir, files, report, report["warnings"])
+
+
+def _calibration_section(source: Any, reader: Any, num_samples: int | None, views: int, seed: int) -> dict:
+    where = ([str(Path(p).resolve()) for p in source] if isinstance(source, (list, tuple))
+             else str(Path(source).resolve()))
+    return {"source": where, "samples": len(reader), "num_samples": num_samples, "views": views, "seed": seed,
+            "hash": reader.content_hash, "description": reader.description,
+            "skipped_files": len(getattr(reader, "skipped", {}))}
+
+
+def _warn_if_constant(inputs: list[np.ndarray], spec: PreprocessSpec, reader: Any) -> None:
+    if max(float(np.std(spec.to_nhwc(x), axis=(0, 1, 2)).max()) for x in inputs) < 0.01:  # per channel
+        warnings.warn(f"the calibration samples look constant (blank or single-colour images, e.g. "
+                      f"{reader.description}): int8 ranges fitted to them will not fit real inputs; calibrate on "
+                      f"real, representative photos", Int8Warning, stacklevel=3)
+
+
+def _export(module: Any, source: Any, onnx_path: Path, spec: PreprocessSpec, check_inputs: list[np.ndarray]) -> Any:
+    if module is not None:
+        exported = export(module, onnx_path, spec.input_shape(), check_inputs=check_inputs)
+    else:
+        exported = prepare_onnx(source, onnx_path)
+    _check_input_shape(exported.input_shapes, spec, source)
+    if module is None:
+        run_onnx(onnx_path, check_inputs[:1])  # fails early, naming the file, if ORT cannot run it
+    return exported
+
+
+def _head(onnx_path: Path, model: Any, names: list[str], samples: list[np.ndarray], task: str, fix: bool,
+          decode: str, spec: PreprocessSpec, report: dict[str, Any]) -> list[str]:
+    """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
+    t = time.perf_counter()
+    ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
+    if task != "detect" and all(r not in (0, 3) for r in ranks):  # 0: rank unknown, so measure it
+        report["head"] = {"lint": []}  # the lint looks at [1, N, C] / [1, C, N] outputs only: nothing to run
+        return names
+    runs = run_onnx(onnx_path, samples[:16])
+    outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
+    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size, decode=decode)
+    section["seconds"] = round(time.perf_counter() - t, 3)
+    report["head"] = section
+    if section.get("fix"):
+        report["adjustments"].append(f"head split (--task detect): {section['fix']}")
+    elif task == "detect":
+        report["adjustments"].append("head left as exported (--no-head-fix): boxes and scores share one int8 scale")
+    for finding in section["lint"]:
+        if not section.get("fix"):
+            warnings.warn(finding["message"], Int8Warning, stacklevel=3)
+    return new_names
+
+
+def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust: bool, partial: bool,
+                   report: dict) -> tuple[Any, Any, PreprocessSpec]:
+    module, source = None, model
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".tflite"):
+        raise AlreadyQuantizedError(f"{model} is already a TFLite model; convert takes the float PyTorch model or its "
+                                    f"ONNX export (quantizing a converted file again loses accuracy twice). To check "
+                                    f"an existing .tflite use `tflite-int8 inspect` or `verify --tflite`")
+    if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
+        if weights is not None:
+            raise InputError("--weights applies to PyTorch models, not to an .onnx file")
+        check_onnx_float(load_onnx(model), str(model))  # valid (else InputError) and not already quantized
+        report["source"] = {"kind": "onnx", "model": str(model), "sha256": file_sha256(model)}
+    elif isinstance(model, (str, Path)):
+        module = load_factory(str(model))
+        factory = None
+        if ":" in str(model):
+            mod_name, _, attr = str(model).partition(":")
+            factory = getattr(importlib.import_module(mod_name), attr.split(".")[0], None)
+        if spec is None and factory is not None and isinstance(getattr(factory, "preprocess_spec", None),
+                                                                PreprocessSpec):
+            spec = factory.preprocess_spec
+            report["adjustments"].append(f"preprocessing taken from {model}.preprocess_spec")
+        report["source"] = {"kind": "pytorch", "model": str(model)}
+    else:
+        if not is_module(model):
+            raise InputError(f"model must be an nn.Module, 'package.module:factory' or an .onnx path, "
+                             f"not {type(model).__name__}")
+        module = model
+        report["source"] = {"kind": "pytorch", "model": type(model).__name__}
+    if module is not None and weights is not None:
+        report["source"]["weights"] = load_weights(module, weights, trust_pickle=trust, allow_partial=partial)
+        report["source"]["weights"]["sha256"] = file_sha256(weights)
+    if module is not None:
+        check_module_float(module, str(report["source"]["model"]))
+        module, folded = fold_pruning(module)
+        report["adjustments"] += folded
+    if spec is None:
+        spec = PreprocessSpec()
+        report["adjustments"].append("no preprocessing given: used the ImageNet default (224x224 center crop, "
+                                     "ImageNet mean/std, RGB, NCHW)")
+    return module, source, spec
+
+
+def _check_input_shape(shapes: list[list[int]], spec: PreprocessSpec, source: Any) -> None:
+    if len(shapes) != 1:
+        raise InputError(f"{source}: models with {len(shapes)} inputs need a .npz of inputs per name; image "
+                         f"calibration feeds exactly one input")
+    want = list(spec.input_shape())
+    if shapes[0] != want:
+        raise InputError(f"{source}: the model input is {shapes[0]} but the preprocessing spec gives {want} "
+                         f"({spec.layout}); set --size/--layout/--channels to match the model")
+
+
+def _first(reader: Any, n: int) -> list[np.ndarray]:
+    out = []
+    for sample in reader:
+        out.append(sample.x)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[dict, dict]:
+    described, tensors = {}, {}
+    for variant, path in files.items():
+        info = describe(path, trusted=True)
+        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": file_sha256(path),
+                              "verdict": info["verdict"], "op_histogram": info["op_histogram"],
+                              "float_ops": info["float_ops"]}
+        if variant == FULL_INTEGER:
+            if info["verdict"] != "full-integer":
+                raise UnsupportedOpError(f"{path.name} is not full-integer ({info['verdict']}): float ops "
+                                         f"{info['float_ops']}", ops=list(info["float_ops"]))
+            tensors = {"inputs": info["inputs"], "outputs": info["outputs"]}
+            for o, name in zip(tensors["outputs"], onnx_outputs):
+                o["onnx_name"] = name
+    return described, tensors
+
+
+def _int8_check(int8_path: Path, float_path: Path, spec: PreprocessSpec, inputs: list[np.ndarray],
+                names: list[str]) -> dict[str, Any]:
+    """The quantization step on the check samples: int8 (through the adapter) vs float32 TFLite."""
+    ref_runner = Runner(float_path, spec, trusted=True, output_names=names)
+    q_runner = Runner(int8_path, spec, trusted=True, output_names=names, clip_warn=1.0)
+    per: dict[str, list] = {n: [] for n in names}
+    agree: dict[str, list] = {n: [] for n in names}
+    for x in inputs:
+        ref, got = ref_runner(x), q_runner(x)
+        for n in names:
+            per[n].append(compare(ref[n], got[n]))
+            if ref[n].ndim == 2 and ref[n].shape[-1] > 1:
+                agree[n].append(bool(np.argmax(ref[n][0]) == np.argmax(got[n][0])))
+    outputs = {n: worst(m) for n, m in per.items()}
+    for n in names:
+        if agree[n]:
+            outputs[n]["top1_agreement"] = float(np.mean(agree[n]))
+    return {"reference": "tflite float32", "candidate": "tflite int8 (via adapter)", "outputs": outputs}
+
+
+def _opset(model: Any) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)

@@ -1,0 +1,103 @@
+"""Activation ranges that minimise int8 error (MSE) instead of the calibration's plain min/max.
+
+The TF converter quantizes in two steps: it calibrates (runs the float model on the representative
+data and records each activation tensor's min/max in the flatbuffer), then quantizes from those
+ranges.  :func:`use_mse_ranges` puts one step in between on a converter: every recorded activation
+range is replaced by the range whose int8 grid gives the smallest expected squared error on the same
+calibration data (clipping the rare extremes buys a finer step for everything else); a converter asked
+for the calibrated model only (TF's quantization debugger, which quantizes it itself) gets it with the
+MSE ranges already in.  Model inputs
+and outputs keep their min/max (inputs are the preprocessing's range; clipping an output would clip
+the top logit).  The model stays full-integer; nothing else about the conversion changes.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+BINS = 2048
+FRACTIONS = np.linspace(0.3, 1.0, 36)  # candidate ends, as fractions of the observed min / max
+
+
+def use_mse_ranges(converter: Any, dataset: Callable[[], Iterable[list[np.ndarray]]]) -> None:
+    """Make ``converter`` quantize from MSE-optimal activation ranges measured on ``dataset``."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    calibrate = converter._quantize
+
+    def _quantize(result: Any, input_type: Any, output_type: Any, activations_type: Any, bias_type: Any,
+                  allow_float: Any, enable_variable_quantization: Any, debug_options: Any) -> bytes:
+        wants_calibrated = converter._experimental_calibrate_only  # TF's quantization debugger quantizes itself
+        converter._experimental_calibrate_only = True
+        try:
+            calibrated = calibrate(result, input_type, output_type, activations_type, bias_type, allow_float,
+                                   enable_variable_quantization, debug_options)
+        finally:
+            converter._experimental_calibrate_only = wants_calibrated
+        if wants_calibrated:
+            return mse_ranges(calibrated, dataset)
+        # the same call the converter makes after calibrating (tensorflow/lite/python/lite.py, _quantize)
+        return mlir_quantize(
+            mse_ranges(calibrated, dataset), converter._experimental_disable_per_channel,
+            input_data_type=input_type, output_data_type=output_type,
+            enable_variable_quantization=enable_variable_quantization,
+            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,
+            debug_options_str=debug_options.SerializeToString())
+
+    converter._quantize = _quantize
+
+
+def mse_ranges(calibrated: bytes, dataset: Callable[[], Iterable[list[np.ndarray]]]) -> bytes:
+    """A calibrated (float, min/max-annotated) TFLite model with each inner activation range MSE-optimised."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    ends = set(graph.inputs) | set(graph.outputs)
+    ranged = {i: (float(t.quantization.min[0]), float(t.quantization.max[0])) for i, t in enumerate(graph.tensors)
+              if i not in ends and t.quantization is not None and t.quantization.min is not None
+              and len(t.quantization.min) == 1 and t.quantization.max[0] > t.quantization.min[0]}
+    if not ranged:
+        return calibrated
+    interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inputs = [d["index"] for d in interp.get_input_details()]
+    hist = {i: np.zeros(BINS, np.float64) for i in ranged}
+    zeros = {i: 0 for i in ranged}
+    for feed in dataset():
+        for idx, x in zip(inputs, feed):
+            interp.set_tensor(idx, np.asarray(x, np.float32))
+        interp.invoke()
+        for i, (lo, hi) in ranged.items():
+            v = interp.get_tensor(i).ravel()
+            zeros[i] += int(np.count_nonzero(v == 0))
+            hist[i] += np.histogram(v[v != 0], BINS, (lo, hi))[0]
+    for i, (lo, hi) in ranged.items():
+        new_lo, new_hi = best_range(hist[i], lo, hi)
+        graph.tensors[i].quantization.min = [new_lo]
+        graph.tensors[i].quantization.max = [new_hi]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def best_range(counts: np.ndarray, lo: float, hi: float) -> tuple[float, float]:
+    """The (lo, hi) among shrunk versions of the observed range with the least expected squared int8 error.
+
+    ``counts``: histogram of the non-zero values over [lo, hi] (zero is always exact on the grid).  A value
+    inside the range costs step**2 / 12 (uniform rounding error), one outside it its distance to the range.
+    """
+    edges = np.linspace(lo, hi, len(counts) + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    lows = [0.0] if lo >= 0 else [lo * f for f in FRACTIONS]
+    highs = [0.0] if hi <= 0 else [hi * f for f in FRACTIONS]
+    best = (np.inf, lo, hi)
+    for a in lows:
+        for b in highs:
+            step = (max(b, 0.0) - min(a, 0.0)) / 255.0
+            clip = np.clip(centers, a, b)
+            inside = (centers >= a) & (centers <= b)
+            err = float((counts * ((centers - clip) ** 2 + inside * step * step / 12.0)).sum())
+            if err < best[0]:
+                best = (err, a, b)
+    return best[1], best[2]

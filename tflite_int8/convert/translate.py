@@ -1,0 +1,166 @@
+"""Stage 2, translate: ONNX -> float TF SavedModel (and float32 TFLite) with onnx2tf, offline.
+
+onnx2tf runs in a child process (:mod:`.onnx2tf_worker`): its ``sys.exit`` calls and
+native crashes end the child, not the caller, and its working directory holds
+the sample-image file it would otherwise download from GitHub, built here from
+the user's own calibration samples.  The float32 TFLite is then checked against
+ONNX Runtime; a numerically wrong translation stops the pipeline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..errors import ConversionError, ParityError, UnsupportedOpError
+from ..runtime.adapter import Runner
+from ..runtime.metrics import align_layout, compare, worst
+from ..runtime.reference import run_onnx
+
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+DEFAULT_THRESHOLDS = {"cosine": 0.9999, "rel_max_err": 1e-3}
+
+
+@dataclass
+class TranslateResult:
+    saved_model: Path
+    float32_tflite: Path
+    check: dict[str, Any] = field(default_factory=dict)
+    log: Path | None = None
+    node_map: dict[str, str] = field(default_factory=dict)  # TF op name -> ONNX node name
+
+
+def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec, *,
+              samples: Sequence[np.ndarray] = (), check_inputs: Sequence[np.ndarray] = (),
+              output_names: Sequence[str] | None = None, thresholds: dict[str, float] | None = None,
+              timeout: float = 3600.0) -> TranslateResult:
+    """Translate ``onnx_path`` into ``work_dir``/saved_model; check float32 TFLite vs ONNX Runtime.
+
+    ``samples``: preprocessed inputs (spec layout) written as onnx2tf's local sample data.
+    ``check_inputs``: inputs for the numeric check (none: no check).
+    """
+    onnx_path, work_dir = Path(onnx_path).resolve(), Path(work_dir).resolve()
+    scratch = work_dir / "onnx2tf_cwd"
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = work_dir / "saved_model"
+    _write_sample_file(scratch / ONNX2TF_SAMPLE_FILE, spec, samples)
+    job = scratch / "job.json"
+    job.write_text(json.dumps({"onnx": str(onnx_path), "out": str(out)}))
+    log = work_dir / "onnx2tf.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1")
+    with open(log, "w") as logf:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "tflite_int8.convert.onnx2tf_worker", str(job)],
+                                  cwd=scratch, stdout=logf, stderr=subprocess.STDOUT, env=env, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise ConversionError(f"onnx2tf did not finish {onnx_path.name} in {timeout:.0f} s",
+                                  stage="translate") from None
+    outcome_file = Path(str(job) + ".out")
+    outcome = json.loads(outcome_file.read_text()) if outcome_file.exists() else None
+    if proc.returncode != 0 or not outcome or not outcome.get("ok"):
+        _raise_failure(onnx_path, log, proc.returncode, outcome)
+    tflites = sorted(out.glob("*_float32.tflite"))
+    if not tflites:
+        raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name} (see {log})", stage="translate")
+    result = TranslateResult(out, tflites[0], log=log, node_map=node_map(log))
+    if check_inputs:
+        result.check = check_translation(onnx_path, tflites[0], spec, check_inputs, output_names=output_names,
+                                         thresholds=thresholds)
+    return result
+
+
+def node_map(log: Path) -> dict[str, str]:
+    """TF op name (e.g. ``tf.math.add/Add``) -> the ONNX node it came from, read from onnx2tf's debug log."""
+    mapping: dict[str, str] = {}
+    node = None
+    with open(log, errors="replace") as f:
+        for line in f:
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+            m = re.search(r"onnx_op_name:\s*(\S+)", line)
+            if m:
+                node = m.group(1)
+                continue
+            # outputs, and helper ops onnx2tf inserted as a node's inputs (e.g. the Pad before a Conv)
+            m = re.search(r"(?:output\.\d+\.output|input\.\d+\.\w+): name: (\S+?)(?::\d+)? shape", line)
+            if m and node:
+                mapping.setdefault(m.group(1), node)
+    return mapping
+
+
+def onnx_nodes_for(tensor_name: str, mapping: dict[str, str]) -> list[str]:
+    """ONNX node names behind a TFLite tensor name like ``model_1/tf.math.add/Add;model_1/tf.nn.conv/conv;Const``."""
+    found = []
+    for part in tensor_name.split(";"):
+        key = part.split("/", 1)[1] if part.startswith("model") and "/" in part else part
+        node = mapping.get(key)
+        if node and node not in found:
+            found.append(node)
+    return found
+
+
+def _write_sample_file(path: Path, spec: PreprocessSpec, samples: Sequence[np.ndarray]) -> None:
+    """onnx2tf's dummy-inference data: NHWC float32, up to 20 samples (random ones when none are given)."""
+    arrays = [spec.to_nhwc(np.asarray(s, dtype=np.float32)) for s in list(samples)[:20] if np.ndim(s) == 4]
+    if arrays:
+        data = np.concatenate(arrays, axis=0)
+    else:
+        h, w = spec.size
+        data = np.random.default_rng(0).random((20, h, w, spec.num_channels), dtype=np.float32)
+    np.save(path, np.ascontiguousarray(data, dtype=np.float32))
+
+
+def _raise_failure(onnx_path: Path, log: Path, code: int, outcome: dict | None) -> None:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    missing = re.findall(r"No module named 'onnx2tf\.ops\.([A-Za-z0-9_]+)'", clean)  # no handler for the op
+    op_types = missing or re.findall(r"onnx_op_type:\s*([A-Za-z0-9_]+)", clean)
+    op_names = re.findall(r"Error from ONNX operation:\s*(\S+)", clean) or re.findall(r"onnx_op_name:\s*(\S+)", clean)
+    detail = outcome.get("error") if outcome else (f"the onnx2tf process crashed (exit code {code})" if code else "")
+    errors = [ln.strip() for ln in clean.splitlines() if "ERROR" in ln or "Error" in ln][-3:]
+    hint = f" Last messages: {' | '.join(errors)[:600]}" if errors else ""
+    if op_types:
+        where = f" (node '{op_names[-1]}')" if op_names else ""
+        raise UnsupportedOpError(
+            f"onnx2tf cannot translate ONNX op {op_types[-1]}{where} in {onnx_path.name}: {detail}.{hint} "
+            f"Full log: {log}", ops=[op_types[-1]], stage="translate")
+    raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint} Full log: {log}", stage="translate")
+
+
+def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec, inputs: Sequence[np.ndarray], *,
+                      output_names: Sequence[str] | None = None,
+                      thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+    """float32 TFLite vs ONNX Runtime on ``inputs``; ParityError when beyond ``thresholds``."""
+    limits = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
+    refs = run_onnx(onnx_path, inputs)
+    runner = Runner(tflite_path, spec, trusted=True, output_names=output_names)
+    names = runner.output_names
+    if len(names) != len(refs[0]):
+        raise ConversionError(f"float32 TFLite has {len(names)} outputs, ONNX has {len(refs[0])}", stage="translate")
+    per: dict[str, list] = {n: [] for n in names}
+    for x, ref in zip(inputs, refs):
+        got = runner(x)
+        for name, r in zip(names, ref):
+            try:
+                per[name].append(compare(r, align_layout(r, got[name])))
+            except ValueError as exc:
+                raise ConversionError(f"output '{name}': {exc}", stage="translate") from None
+    outputs = {n: worst(m) for n, m in per.items()}
+    check = {"reference": "onnxruntime", "candidate": "tflite float32", "outputs": outputs, "thresholds": limits}
+    for name, m in outputs.items():
+        if m["cosine"] < limits["cosine"] or m["rel_max_err"] > limits["rel_max_err"]:
+            raise ParityError(
+                f"the float32 TFLite from onnx2tf does not match ONNX Runtime on output '{name}': cosine "
+                f"{m['cosine']:.6f} (need >= {limits['cosine']}), max abs error {m['max_abs_err']:.4g} = "
+                f"{m['rel_max_err']:.2%} of the output's range (need <= {limits['rel_max_err']:.2%}); quantizing it "
+                f"would give garbage. The translation of some op is wrong: report it with the ONNX file",
+                stage="translate", metrics=m)
+    return check

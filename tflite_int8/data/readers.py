@@ -1,0 +1,215 @@
+"""Representative data: what feeds calibration and verification.
+
+A small data-reader protocol (as onnxruntime's quantization tools have): a reader
+knows its length, a content hash, and yields :class:`Sample` objects one at a
+time, so a calibration set is streamed, never held in memory whole.
+
+Readers: :class:`ImageReader` (a folder or list of photos, with deterministic
+crop/flip views) and :class:`ArrayReader` (a ``.npy`` of already-preprocessed
+inputs).  :func:`open_reader` picks one for a path.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..config.preprocess import PreprocessSpec
+from ..errors import InputError, Int8Warning
+from .images import file_sha256, list_images, load_image
+
+FEW_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One model input: float32 with a batch axis of 1, in the spec's layout."""
+
+    name: str
+    x: np.ndarray
+    pixels: np.ndarray | None = None  # uint8 HxWxC after resizing, when the sample is an image
+    source: str | None = None  # the file it came from
+
+
+class DataReader(Protocol):
+    description: str
+    content_hash: str
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Sample]: ...
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    digest: str
+    view: int
+
+
+class ImageReader:
+    """Photos -> samples through a :class:`PreprocessSpec`.
+
+    ``views`` > 1 adds deterministic random-resized crops and flips of each photo
+    (view 0 is always the plain photo).  ``num_samples`` picks that many items
+    with ``seed`` (all when None).
+    """
+
+    def __init__(self, paths: Sequence[str | Path], spec: PreprocessSpec, *, views: int = 1,
+                 num_samples: int | None = None, seed: int = 0, skipped: dict[str, str] | None = None):
+        if views < 1:
+            raise InputError(f"views must be at least 1, got {views}")
+        self.spec = spec
+        self.seed = int(seed)
+        self.views = int(views)
+        self.skipped = dict(skipped or {})
+        items = [_Item(Path(p), file_sha256(p), v) for p in paths for v in range(views)]
+        if num_samples is not None:
+            if num_samples < 1:
+                raise InputError(f"the number of samples must be at least 1, got {num_samples}")
+            order = np.random.default_rng(self.seed).permutation(len(items))
+            items = [items[i] for i in sorted(order[:num_samples])]
+        self._items = items
+        h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
+        for it in items:
+            h.update(f"{it.digest}:{it.view}:{self.seed}\n".encode())
+        self.content_hash = h.hexdigest()
+        self.description = f"{len(items)} samples from {len(set(i.path for i in items))} images, {views} view(s) each"
+
+    @property
+    def item_digests(self) -> list[str]:
+        """Content hash of each sample (file hash + view), to detect overlap between sets."""
+        return [f"{it.digest}:{it.view}" for it in self._items]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Sample]:
+        mode = "L" if self.spec.channels == "L" else "RGB"
+        for it in self._items:
+            im = load_image(it.path, mode=mode, target=self.spec.size)
+            if it.view:
+                im = _view(im, np.random.default_rng([self.seed, int(it.digest[:12], 16), it.view]))
+            pixels = self.spec.resize_image(im)
+            name = it.path.name if it.view == 0 else f"{it.path.name}#view{it.view}"
+            yield Sample(name, self.spec.normalize(pixels), pixels, str(it.path))
+
+    def subset(self, indices: Sequence[int]) -> "ImageReader":
+        """A reader of these samples only (e.g. one worker's share), same views and seed."""
+        other = copy.copy(self)
+        other._items = [self._items[i] for i in indices]
+        return other
+
+
+def _view(im: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random-resized crop (35-100 % of the area, aspect 3/4-4/3) and a coin-flip mirror."""
+    w, h = im.size
+    area = w * h * rng.uniform(0.35, 1.0)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    cw = int(min(w, max(1, round(np.sqrt(area * aspect)))))
+    ch = int(min(h, max(1, round(np.sqrt(area / aspect)))))
+    left = int(rng.integers(0, w - cw + 1))
+    top = int(rng.integers(0, h - ch + 1))
+    im = im.crop((left, top, left + cw, top + ch))
+    if rng.random() < 0.5:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    return im
+
+
+class ArrayReader:
+    """A ``.npy`` file of preprocessed float inputs, shape (N, *input shape without batch)."""
+
+    def __init__(self, path: str | Path, input_shape: Sequence[int], *, num_samples: int | None = None,
+                 seed: int = 0):
+        path = Path(path)
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused
+            raise InputError(f"cannot read {path} as a .npy array: {type(exc).__name__}: {exc}") from None
+        if not isinstance(arr, np.ndarray):
+            raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
+        want = tuple(int(d) for d in input_shape[1:])
+        if arr.ndim == len(want):
+            arr = arr[None]
+        if tuple(arr.shape[1:]) != want:
+            raise InputError(
+                f"{path}: samples have shape {tuple(arr.shape[1:])}, the model input needs {want} "
+                f"(array shape must be (N, {', '.join(map(str, want))}))"
+            )
+        if arr.dtype.kind != "f":
+            raise InputError(f"{path}: dtype is {arr.dtype}, expected float32 preprocessed inputs")
+        bad = [i for i in range(arr.shape[0]) if not np.isfinite(arr[i]).all()]
+        if bad:
+            raise InputError(f"{path}: samples {bad[:10]} contain NaN or Inf; remove or fix them")
+        idx = np.arange(arr.shape[0])
+        if num_samples is not None:
+            idx = np.sort(np.random.default_rng(seed).permutation(arr.shape[0])[:num_samples])
+        self._arr, self._idx, self.path = arr, idx, path
+        h = hashlib.sha256()
+        for i in idx:
+            h.update(np.ascontiguousarray(arr[i], dtype=np.float32).tobytes())
+        self.content_hash = h.hexdigest()
+        self.description = f"{len(idx)} samples from {path.name}"
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def item_digests(self) -> list[str]:
+        return [hashlib.sha256(np.ascontiguousarray(self._arr[i], np.float32).tobytes()).hexdigest() for i in self._idx]
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in self._idx:
+            yield Sample(f"{self.path.name}[{i}]", np.ascontiguousarray(self._arr[i][None], dtype=np.float32),
+                         source=str(self.path))
+
+    def subset(self, indices: Sequence[int]) -> "ArrayReader":
+        other = copy.copy(self)
+        other._idx = self._idx[np.asarray(indices, dtype=np.int64)]
+        return other
+
+
+def open_reader(source: str | Path | Sequence[str | Path], spec: PreprocessSpec, *, views: int = 1,
+                num_samples: int | None = None, seed: int = 0, warn_few: bool = True) -> ImageReader | ArrayReader:
+    """A reader for a folder of images, a list of image files, or a ``.npy`` file."""
+    if isinstance(source, (list, tuple)):
+        reader: ImageReader | ArrayReader = ImageReader(source, spec, views=views, num_samples=num_samples, seed=seed)
+    else:
+        path = Path(source)
+        if path.suffix.lower() == ".npy":
+            if not path.is_file():
+                raise InputError(f"calibration array {path} does not exist")
+            reader = ArrayReader(path, spec.input_shape(), num_samples=num_samples, seed=seed)
+        else:
+            listing = list_images(path)
+            if not listing.paths:
+                detail = f" ({len(listing.skipped)} files skipped: not images or unreadable)" if listing.skipped else ""
+                raise InputError(f"no usable images in {path}{detail}; give a folder of .jpg/.png photos or a .npy array")
+            reader = ImageReader(listing.paths, spec, views=views, num_samples=num_samples, seed=seed,
+                                 skipped=listing.skipped)
+            if listing.skipped:
+                warnings.warn(f"{len(listing.skipped)} file(s) in {path} skipped (not images or unreadable)",
+                              Int8Warning, stacklevel=2)
+    if len(reader) == 0:
+        raise InputError(f"no samples in {source}")
+    if warn_few and len(reader) < FEW_SAMPLES:
+        warnings.warn(f"only {len(reader)} calibration samples (fewer than {FEW_SAMPLES}): int8 ranges may be "
+                      f"poorly estimated; add photos or use views", Int8Warning, stacklevel=2)
+    return reader
+
+
+def default_data_dir() -> Path:
+    """The bundled representative photos (representative_data/ beside the package, or inside it when installed)."""
+    package = Path(__file__).resolve().parents[1]
+    for cand in (package.parent / "representative_data", package / "representative_data"):
+        if cand.is_dir():
+            return cand
+    raise InputError("the bundled representative_data/ folder is missing; pass --data with a folder of photos")

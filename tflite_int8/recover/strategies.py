@@ -1,0 +1,282 @@
+"""Accuracy recovery: when the int8 model fails verification, try strategies from least to most cost.
+
+:data:`STRATEGIES` is the ordered table.  Each strategy *prepares* an attempt (what to convert, how it
+differs from the baseline); every attempt is a full conversion in its own sub-folder, verified on the
+same held-out data, and the first that passes wins.  Strategies that change the float weights are
+verified against the original weights (the baseline's exported ONNX), so what they cost is counted.
+
+1. ``baseline``: convert with the defaults;
+2. ``calibration``: more calibration samples (4x the views of each photo) and MSE-optimal activation
+   ranges instead of min/max (:mod:`tflite_int8.convert.ranges`);
+3. ``bias-correction``: empirical bias correction of every Conv/Gemm (:mod:`.bias_correction`) on the
+   ONNX model, weights untouched, with MSE ranges: still full-integer int8;
+4. ``weight-rounding``: every Conv/Gemm weight rounded on TFLite's own int8 grid to minimise the layer's
+   output error on calibration data (GPTQ, :mod:`.weight_rounding`), then each bias corrected layer by layer
+   for the mean shift left, with MSE ranges: still full-integer int8;
+5. ``int16x8``: 16-bit activations, 8-bit weights (those of ``weight-rounding``) for the whole model:
+   integer-only, but int16 I/O and, on CPUs without int16 kernels in XNNPACK, much slower;
+6. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
+   float inside the int8 model: **not** full-integer, and named so.
+
+A strategy that fails (an op the converter refuses, say) is a failed row with its error; the next one is
+tried.  ``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency) and
+the winner.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..config.preprocess import PreprocessSpec
+from ..config.recipe import MIXED_FLOAT, Recipe
+from ..convert import converter
+from ..convert.pipeline import convert
+from ..convert.record import Conversion, read_conversion
+from ..convert.translate import translate
+from ..data.files import check_destination, dump_json, staging
+from ..data.readers import default_data_dir, open_reader
+from ..errors import InputError, Int8Error
+from ..progress import Progress, step
+from ..verify.core import verify
+from .bias_correction import bias_correct
+from .weight_rounding import round_weights
+
+MSE = Recipe(ranges="mse")
+SAMPLES = 128  # calibration samples the float-weight transforms measure layer inputs on
+
+
+@dataclass
+class RecoveryResult:
+    passed: bool
+    winner: str | None
+    attempts: list[dict[str, Any]]
+    out_dir: Path
+
+
+@dataclass
+class Context:
+    """What the strategies share: the user's request, the staging folder, the baseline once it exists."""
+
+    model: Any
+    stage: Path
+    spec: PreprocessSpec | None
+    data: Any
+    views: int
+    seed: int
+    float_layers: int
+    progress: Progress | None
+    baseline: Conversion | None = None
+    baseline_layers: list[dict[str, Any]] = field(default_factory=list)
+    _samples: list | None = None
+
+    @property
+    def base_spec(self) -> PreprocessSpec:
+        return self.baseline.spec if self.baseline else self.spec  # type: ignore[return-value]
+
+    @property
+    def original_onnx(self) -> Path:
+        return self.stage / "baseline" / "model.onnx"
+
+    def reader(self, num_samples: int | None = None) -> Any:
+        source = self.data if self.data is not None else default_data_dir()
+        return open_reader(source, self.base_spec, views=self.views, seed=self.seed, num_samples=num_samples,
+                           warn_few=False)
+
+    def samples(self) -> list:
+        """Calibration samples for the float-weight transforms: a random subset across all photos."""
+        if self._samples is None:
+            reader = self.reader()
+            if len(reader) > SAMPLES:
+                reader = self.reader(SAMPLES)
+            self._samples = [s.x for s in reader]
+        return self._samples
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One prepared try: ``make(folder)`` writes the attempt's conversion folder and returns the .tflite."""
+
+    how: str
+    make: Callable[[Path], Path]
+    changes_weights: bool = False
+    full_integer: bool = True
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    prepare: Callable[[Context], Attempt | None]  # None: nothing to try
+    needs_consent: bool = False  # only with allow_float_ops (the result is not full-integer)
+
+
+def _converted(ctx: Context, source: Any, *, spec: PreprocessSpec | None = None, recipe: Recipe = Recipe(),
+               views: int | None = None, tflite: str | None = None) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        conv = convert(source, folder, spec=spec or ctx.spec, data=ctx.data,
+                       views=ctx.views if views is None else views, seed=ctx.seed, recipe=recipe,
+                       progress=ctx.progress)
+        return conv.out_dir / tflite if tflite else conv.int8_path
+    return make
+
+
+def _baseline(ctx: Context) -> Attempt:
+    return Attempt("convert with defaults", _converted(ctx, ctx.model))
+
+
+def _calibration(ctx: Context) -> Attempt:
+    more = max(4, 4 * ctx.views)
+    return Attempt(f"{more} views per calibration photo (was {ctx.views}), MSE-optimal activation ranges",
+                   _converted(ctx, ctx.model, views=more, recipe=MSE))
+
+
+def _bias_correction(ctx: Context) -> Attempt:
+    corrected = ctx.stage / "bias_corrected.onnx"
+    info = bias_correct(ctx.original_onnx, corrected, ctx.samples())
+    return Attempt(f"empirical bias correction of {info['layers']} layers (largest shift "
+                   f"{info['largest_shift']:.3g}) on the ONNX model, MSE ranges",
+                   _converted(ctx, corrected, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+
+
+def _rounded_weights(ctx: Context) -> tuple[Path, dict[str, Any]]:
+    rounded = ctx.stage / "weights_rounded.onnx"
+    info = round_weights(ctx.original_onnx, rounded, ctx.samples(), progress=ctx.progress)
+    return rounded, info
+
+
+def _weight_rounding(ctx: Context) -> Attempt:
+    rounded, info = _rounded_weights(ctx)
+    return Attempt(f"GPTQ rounding of {info['layers']} layers on the int8 grid "
+                   f"({info['weights_rounded_the_other_way']} weights rounded away from nearest, "
+                   f"{info['channels']} channels), then sequential bias correction (largest shift "
+                   f"{info['largest_bias_shift']:.3g}), MSE ranges",
+                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+
+
+def _int16x8(ctx: Context) -> Attempt:
+    rounded = ctx.stage / "weights_rounded.onnx"
+    if not rounded.is_file():  # weight-rounding failed before writing it
+        rounded, _ = _rounded_weights(ctx)
+    return Attempt("16-bit activations, 8-bit weights rounded as in weight-rounding (integer-only, int16 I/O)",
+                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=Recipe(variants=("int16x8",)),
+                              tflite="model_int16x8.tflite"), changes_weights=True)
+
+
+def _float_fallback(ctx: Context) -> Attempt | None:
+    """The worst ``float_layers`` layers of the baseline's diagnosis left in float (QuantizationDebugger denylist)."""
+    worst = [r["tensor"] for r in ctx.baseline_layers[:ctx.float_layers]]
+    if not worst or ctx.baseline is None:
+        return None
+
+    def make(folder: Path) -> Path:
+        import tensorflow as tf
+
+        shutil.copytree(ctx.baseline.out_dir, folder)
+        reader = ctx.reader()
+        tr = translate(folder / "model.onnx", ctx.stage / ".work-fallback", ctx.base_spec,
+                       samples=[s.x for _, s in zip(range(20), reader)])
+        dataset = converter.calibration_batches(reader, ctx.base_spec)
+        c = converter.build(tr.saved_model, MIXED_FLOAT, Recipe(), dataset)
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst)
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=c, debug_dataset=dataset,
+                                                             debug_options=options)
+        path = folder / MIXED_FLOAT.file_name
+        path.write_bytes(debugger.get_nondebug_quantized_model())
+        shutil.rmtree(ctx.stage / ".work-fallback", ignore_errors=True)
+        return path
+
+    return Attempt(f"{len(worst)} worst layers kept in float: {', '.join(worst)} (NOT full-integer)", make,
+                   full_integer=False)
+
+
+STRATEGIES: tuple[Strategy, ...] = (
+    Strategy("baseline", _baseline),
+    Strategy("calibration", _calibration),
+    Strategy("bias-correction", _bias_correction),
+    Strategy("weight-rounding", _weight_rounding),
+    Strategy("int16x8", _int16x8),
+    Strategy("float-fallback", _float_fallback, needs_consent=True),
+)
+
+
+def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
+            verify_data: Any = None, views: int = 1, verify_views: int = 1, seed: int = 0,
+            thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
+            allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1, force: bool = False,
+            progress: Progress | None = None) -> RecoveryResult:
+    """Convert, verify, and on failure try the strategies in order until one passes (see module docstring)."""
+    out = Path(out_dir)
+    check_destination(out, force)
+    if float_layers < 1:
+        raise InputError(f"float_layers must be at least 1, got {float_layers}")
+    checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
+                  task=task)
+    attempts: list[dict[str, Any]] = []
+    winner = None
+    with staging(out, force) as stage:
+        ctx = Context(model, stage, spec, data, views, seed, float_layers, progress)
+        for strategy in STRATEGIES:
+            if strategy.needs_consent and not allow_float_ops:
+                continue
+            with step(progress, f"recover: {strategy.name}"):
+                row = _try(strategy, ctx, checks, diagnose=strategy.name == "baseline" and allow_float_ops)
+            if row is None:
+                continue
+            attempts.append(row)
+            if strategy.name == "baseline":
+                ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
+            if row["passed"]:
+                winner = strategy.name
+                break
+        (stage / "recovery.json").write_text(dump_json({"winner": winner, "passed": winner is not None,
+                                                        "full_integer": winner not in (None, "float-fallback"),
+                                                        "attempts": attempts}))
+    return RecoveryResult(winner is not None, winner, attempts, out)
+
+
+def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: bool) -> dict[str, Any] | None:
+    """Prepare, make and verify one attempt; its row (a failed row with the error if any step failed)."""
+    t = time.perf_counter()
+    attempt: Attempt | None = None
+    try:
+        attempt = strategy.prepare(ctx)
+        if attempt is None:
+            return None
+        model = attempt.make(ctx.stage / strategy.name)
+        # A strategy that changed the float weights is judged against the original ones (the baseline's
+        # exported ONNX), never against its own changed float model.
+        original = ctx.original_onnx if attempt.changes_weights else None
+        res = verify(ctx.stage / strategy.name, tflite=model, reference=original, layers=diagnose,
+                     progress=ctx.progress, **checks)
+    except Int8Error as exc:
+        if strategy.name == "baseline":
+            raise  # nothing to recover from: the model does not convert or verify at all
+        return {"strategy": strategy.name, "how": attempt.how if attempt else "", "passed": False,
+                "full_integer": attempt.full_integer if attempt else None, "error": str(exc),
+                "failures": [str(exc)], "seconds": round(time.perf_counter() - t, 1)}
+    row = _row(strategy.name, attempt, res, model, time.perf_counter() - t)
+    row["file"] = f"{strategy.name}/{model.name}"
+    row["reference"] = "the original model" if original is None else "baseline/model.onnx (original weights)"
+    if original is not None:  # what the weight change alone costs, float against float
+        changed = next(st for st in res.report["stages"] if st["step"] == "onnxruntime")["outputs"]
+        row["float_change_sqnr_db"] = min(o["sqnr_db"] for o in changed.values())
+    if diagnose:
+        ctx.baseline_layers = list(res.report.get("layers", []))
+    return row
+
+
+def _row(name: str, attempt: Attempt, result: Any, model: Path, seconds: float) -> dict[str, Any]:
+    rep = result.report
+    outs = rep["outputs"]
+    task = rep.get(rep.get("task", ""), {}) or {}
+    size = next((s for s in rep.get("sizes_latency", []) if Path(s["file"]).name == model.name), {})
+    return {"strategy": name, "how": attempt.how, "passed": result.passed, "file": str(model),
+            "full_integer": attempt.full_integer, "failures": result.failures,
+            "mean_cosine": min(o["cosine"] for o in outs.values()),
+            "sqnr_db": min(o["sqnr_db"] for o in outs.values()),
+            "top1_agreement": task.get("top1_agreement"), "top5_agreement": task.get("top5_agreement"),
+            "map50_95_int8": task.get("map50_95_int8"), "box_agreement": task.get("box_agreement"),
+            "bytes": model.stat().st_size, "latency_ms_1_thread": size.get("latency_ms_1_thread"),
+            "seconds": round(seconds, 1)}

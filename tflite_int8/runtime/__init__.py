@@ -1,0 +1,2 @@
+"""Running models: .tflite files opened safely and described, the I/O adapter (Runner), the PyTorch/ONNX reference
+models, tensor metrics."""

@@ -1,0 +1,160 @@
+"""What a .tflite really is: I/O dtypes and quantization, op histogram, a verdict.
+
+``describe`` returns the facts: inputs/outputs, verdict (full-integer, integer
+with float I/O, dynamic-range, float16, float32, mixed), float ops, op counts,
+how many pieces XNNPACK takes, size.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .adapter import io_infos
+from .interpreter import check_header, load_interpreter
+
+VERDICTS = ("full-integer", "integer with float I/O", "dynamic-range", "float16", "float32", "mixed")
+INT_TYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
+FLOAT_TYPES = {"float32", "float16", "float64"}
+
+
+def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
+    """Everything ``tflite-int8 inspect`` shows, as a dict."""
+    path = check_header(path)
+    plain = load_interpreter(path, op_resolver="no-delegates", trusted=trusted)
+    inputs, outputs = io_infos(plain)
+    tensors = {t["index"]: t for t in plain.get_tensor_details()}
+    ops = plain._get_ops_details()
+    histogram = Counter(op["op_name"] for op in ops)
+    float_detail = []
+    for op in ops:
+        names = [tensors[i]["name"] for i in list(op["inputs"]) + list(op["outputs"])
+                 if i >= 0 and _dtype(tensors, i) in FLOAT_TYPES]
+        if names and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
+            float_detail.append({"op": op["op_name"], "index": int(op["index"]), "float_tensors": names})
+    delegated = load_interpreter(path, op_resolver="auto", trusted=True)
+    xnn = _xnnpack(delegated._get_ops_details())
+    info = {
+        "path": str(path),
+        "size_bytes": path.stat().st_size,
+        "inputs": [dict(i.to_dict(), accepts=i.float_range()) for i in inputs],
+        "outputs": [dict(o.to_dict(), represents=o.float_range()) for o in outputs],
+        "op_histogram": dict(sorted(histogram.items())),
+        "float_ops": dict(Counter(d["op"] for d in float_detail)),
+        "float_op_detail": float_detail,
+        "xnnpack_partitions": xnn["partitions"],  # graph pieces the XNNPACK delegate took (0: none)
+        "xnnpack": xnn,
+        "signatures": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in plain.get_signature_list().items()},
+        "metadata": _metadata(path),
+    }
+    info["verdict"] = _verdict(info, ops, tensors)
+    return info
+
+
+def _xnnpack(ops: list) -> dict[str, Any]:
+    """Which ops the XNNPACK delegate took and which fall back to the built-in kernels.
+
+    After delegation the interpreter lists the original ops plus one DELEGATE node per partition.
+    A tensor crossing from a fallback op into a partition is a DELEGATE input; one crossing out is a
+    DELEGATE output.  So an op is a fallback when a partition reads its output (or it makes a model
+    output no partition makes), and the producer of a fallback op's input is a fallback too unless a
+    partition produced that input.
+    """
+    parts = [op for op in ops if op["op_name"] == "DELEGATE"]
+    plain = [op for op in ops if op["op_name"] != "DELEGATE"]
+    d_in = {int(t) for op in parts for t in op["inputs"]}
+    d_out = {int(t) for op in parts for t in op["outputs"]}
+    producer = {int(t): op["index"] for op in plain for t in op["outputs"]}
+    consumed = {int(t) for op in plain for t in op["inputs"]}
+    fallback = set()
+    for op in plain:
+        outs = {int(t) for t in op["outputs"]}
+        if outs & (d_in - d_out) or any(t not in consumed and t not in d_in and t not in d_out for t in outs):
+            fallback.add(op["index"])
+    todo = list(fallback)
+    by_index = {op["index"]: op for op in plain}
+    while todo:
+        for t in by_index[todo.pop()]["inputs"]:
+            p = producer.get(int(t))
+            if p is not None and p not in fallback and int(t) not in d_out:
+                fallback.add(p)
+                todo.append(p)
+    return {"partitions": len(parts),
+            "delegated": dict(Counter(op["op_name"] for op in plain if op["index"] not in fallback)),
+            "fallback": dict(Counter(op["op_name"] for op in plain if op["index"] in fallback))}
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    """The model's metadata entries (name -> short text or size), read from the flatbuffer."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+
+        buf = path.read_bytes()
+        model = schema.Model.GetRootAsModel(buf, 0)
+        out = {"description": (model.Description() or b"").decode(errors="replace")}
+        for i in range(model.MetadataLength()):
+            md = model.Metadata(i)
+            data = model.Buffers(md.Buffer()).DataAsNumpy()
+            raw = data.tobytes() if hasattr(data, "tobytes") else b""
+            text = raw.rstrip(b"\0").decode("ascii", errors="replace")
+            name = (md.Name() or b"").decode(errors="replace")
+            value = text if text.isprintable() and len(text) < 64 else f"{len(raw)} bytes"
+            if value or name not in out:
+                out[name] = value
+        return out
+    except Exception as exc:  # metadata is informative only; a file the interpreter loads is still inspected
+        return {"error": f"metadata unreadable: {exc}"}
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """Rows (field, value in a, value in b, differs) of two ``describe`` results, side by side."""
+    def io(t: dict) -> str:
+        rng = t.get("accepts") or t.get("represents")
+        q = f" scale {_num(t['scale'])} zp {t['zero_point'][:4]}" if t["scale"] else ""
+        return f"{t['dtype']} {t['shape']}{q}" + (f" = {rng[0]:.4g}..{rng[1]:.4g}" if rng else "")
+
+    rows = [("verdict", a["verdict"], b["verdict"]), ("size", f"{a['size_bytes']:,} B", f"{b['size_bytes']:,} B")]
+    for kind in ("inputs", "outputs"):
+        for k in range(max(len(a[kind]), len(b[kind]))):
+            ta = io(a[kind][k]) if k < len(a[kind]) else "-"
+            tb = io(b[kind][k]) if k < len(b[kind]) else "-"
+            rows.append((f"{kind[:-1]} {k}", ta, tb))
+    for op in sorted(set(a["op_histogram"]) | set(b["op_histogram"])):
+        rows.append((f"op {op}", str(a["op_histogram"].get(op, 0)), str(b["op_histogram"].get(op, 0))))
+    rows.append(("float ops", counts_text(a["float_ops"]), counts_text(b["float_ops"])))
+    rows.append(("XNNPACK fallback", counts_text(a["xnnpack"]["fallback"]), counts_text(b["xnnpack"]["fallback"])))
+    return [(f, x, y, x != y) for f, x, y in rows]
+
+
+def _num(values: list) -> str:
+    return ",".join(f"{v:.4g}" for v in values[:4]) + ("…" if len(values) > 4 else "")
+
+
+def counts_text(c: dict) -> str:
+    """{op: n} as 'A x2, B x1' (sorted by name), or 'none'."""
+    return ", ".join(f"{k} x{v}" for k, v in sorted(c.items())) or "none"
+
+
+def _dtype(tensors: dict, index: int) -> str:
+    import numpy as np
+
+    return np.dtype(tensors[index]["dtype"]).name
+
+
+def _verdict(info: dict, ops: list, tensors: dict) -> str:
+    io_types = {t["dtype"] for t in info["inputs"] + info["outputs"]}
+    all_types = {_dtype(tensors, i) for op in ops for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0}
+    has_q = any(op["op_name"] in ("QUANTIZE", "DEQUANTIZE") for op in ops)
+    if not info["float_ops"]:
+        if io_types <= INT_TYPES:
+            return "full-integer"
+        return "integer with float I/O" if has_q else "full-integer"
+    if "float16" in all_types:
+        return "float16"
+    if not (all_types & {"int8", "uint8", "int16"}):
+        return "float32"
+    int_compute = any(
+        _dtype(tensors, op["outputs"][0]) in {"int8", "uint8", "int16"}
+        for op in ops if op["outputs"] and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+    )
+    return "mixed" if int_compute else "dynamic-range"

@@ -1,0 +1,109 @@
+"""The float models a conversion starts from, run as themselves: PyTorch modules and ONNX Runtime sessions.
+
+``load_factory`` turns ``package.module:factory`` into an ``nn.Module``; ``load_module`` adds a checkpoint;
+``load_onnx`` reads and checks an ONNX file; ``ort_session``/``run_onnx`` run one on the CPU.  torch, onnx
+and onnxruntime are imported only when used.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConversionError, InputError
+from .checkpoint import load_weights
+
+def load_factory(target: str) -> Any:
+    """``package.module:factory`` -> the nn.Module the factory returns."""
+    if ":" not in target:
+        raise InputError(f"model {target!r} must be 'package.module:factory' or a path to an .onnx file")
+    mod_name, _, attr = target.partition(":")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # let users name modules in the current directory, like `python -m` does
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise InputError(f"cannot import {mod_name!r} for model {target!r}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InputError(f"{mod_name!r} has no attribute {attr!r} (model {target!r})")
+        obj = getattr(obj, part)
+    model = obj() if callable(obj) and not is_module(obj) else obj
+    if not is_module(model):
+        raise InputError(f"{target!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def is_module(obj: Any) -> bool:
+    import torch
+
+    return isinstance(obj, torch.nn.Module)
+
+
+
+def flatten_outputs(out: Any) -> list[np.ndarray]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out.detach().cpu().numpy()]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        flat: list[np.ndarray] = []
+        for o in out:
+            flat.extend(flatten_outputs(o))
+        return flat
+    raise ConversionError(f"model returned {type(out).__name__}; export needs tensors", stage="export")
+
+
+
+def load_onnx(path: str | Path) -> Any:
+    """Read and check an ONNX file; every failure becomes an InputError naming the file."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputError(f"ONNX file {path} is empty")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:  # protobuf DecodeError, ValidationError, ...
+        raise InputError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc)[:200]}); "
+                         f"re-export it") from None
+    if not model.graph.node:
+        raise InputError(f"{path} has an empty graph")
+    return model
+
+
+
+def ort_session(path: Path) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
+
+
+def run_onnx(path: str | Path, inputs: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """Run an ONNX model on each input (single-input models); returns per-sample output lists."""
+    session = ort_session(Path(path))
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: np.asarray(x, dtype=np.float32)}) for x in inputs]
+
+
+def load_module(source: Any, weights: str | None = None, trust: bool = False) -> Any:
+    """An eval-mode nn.Module from a module or a 'package.module:factory' string (plus optional weights)."""
+    module = source if is_module(source) else load_factory(str(source))
+    if weights:
+        load_weights(module, weights, trust_pickle=trust)
+    return module.eval()

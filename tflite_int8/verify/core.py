@@ -1,0 +1,315 @@
+"""verify(): is the int8 model as good as the float model?  Stage by stage, on task metrics, with reports.
+
+Give it a conversion's output folder (or a reference — nn.Module, factory,
+.onnx or float .tflite — and an int8 .tflite) and verification data.  It runs
+the parity ladder (:mod:`.ladder`), the task metrics (:mod:`.tasks`) and the
+per-layer diagnosis (:mod:`.diagnose`), checks thresholds, and writes
+``report.json`` and ``report.html`` atomically into the report folder.
+"""
+from __future__ import annotations
+
+import datetime
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..config.recipe import Recipe
+from ..config.thresholds import check_outputs, resolve_thresholds
+from ..convert.record import Conversion, read_conversion
+from ..convert.translate import translate
+from ..data.files import check_destination, dump_json, staging
+from ..data.readers import default_data_dir, open_reader
+from ..errors import InputError, Int8Error, Int8Warning
+from ..progress import Progress
+from ..runtime.adapter import Runner
+from ..runtime.describe import describe
+from ..runtime.interpreter import probe
+from ..runtime.versions import versions
+from .detection import DetectionTask, read_coco
+from .diagnose import diagnose
+from .engines import EngineSpec, reference_spec, shared_output_names
+from .html import render
+from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
+from .tasks import choose_task, label_for, read_class_names, read_labels
+
+LAYER_SAMPLES = 16
+
+
+@dataclass
+class VerifyResult:
+    passed: bool
+    report: dict[str, Any]
+    report_dir: Path | None
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    steps: list[EngineSpec]
+    skipped: list[dict[str, str]]
+    spec: PreprocessSpec
+    int8: Path
+    output_names: list[str] | None
+    conversion: Conversion | None
+    onnx: Path | None
+    notes: dict[str, str] = field(default_factory=dict)
+    int8_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape, from describe()
+
+
+def verify(target: str | Path | None = None, *, tflite: str | Path | None = None, reference: Any = None,
+           spec: PreprocessSpec | None = None, data: Any = None, labels: Any = None,
+           class_names: str | Path | Sequence[str] | None = None, views: int = 1, num_samples: int | None = None,
+           seed: int = 0, task: str = "auto", thresholds: Mapping[str, float] | str | Path | None = None,
+           workers: int = 1, layers: bool = True, report_dir: str | Path | None = None, force: bool = False,
+           progress: Progress | None = None) -> VerifyResult:
+    """Verify an int8 model against its float reference; write reports into ``report_dir``.
+
+    Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).
+    ``labels``: a CSV ``file,label``, a root of class folders, a {file: class} mapping or a list in sample order.
+    """
+    t0 = time.perf_counter()
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
+    limits = resolve_thresholds(thresholds)
+    plan = _plan(target, tflite, reference, spec)
+    out_dir = Path(report_dir) if report_dir is not None else None
+    if out_dir is not None:
+        check_destination(out_dir, force)
+    names = _class_names(class_names)
+    head = plan.conversion.head.get("decode") if plan.conversion else None
+    detect = task == "detect" or (task == "auto" and head is not None)
+    truth = {}
+    if detect:
+        if head is None:
+            raise InputError("--task detect needs a conversion made with `convert --task detect` (its head "
+                             "description says where boxes and scores are)")
+        if views != 1:
+            raise InputError("detection is verified on whole images: --views must be 1 (crops would move the boxes)")
+        if head.get("mode") == "host":
+            head = {**head, "decode_model_path": str((Path(target) / head["decode_model"]).resolve())}
+        if labels is not None:
+            truth, labels = read_coco(labels, plan.spec), None
+    elif isinstance(labels, (str, Path)):
+        labels = read_labels(labels, names)  # a bad labels file fails now, not after the whole run
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Int8Warning)
+        reader = open_reader(data if data is not None else default_data_dir(), plan.spec, views=views,
+                             num_samples=num_samples, seed=seed, warn_few=False)
+        hygiene, calib_reader = _hygiene(plan.conversion, plan.spec, reader)
+        with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
+            translated = _translate_if_needed(plan, reader, Path(work), layers)
+            shapes = dict(zip(plan.output_names or list(plan.int8_outputs), plan.int8_outputs.values()))
+            if detect:
+                the_task: Any = DetectionTask(head, truth, tuple(names))
+            else:
+                the_task = choose_task(task, shapes, names)
+            job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
+            records = run_ladder(job, reader, workers=workers, progress=progress)
+            layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
+            sizes = _sizes_latency(plan)
+        label_list = _labels_in_order(labels, records)
+        report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
+                         workers, views)
+        report["sizes_latency"] = sizes
+        failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
+        report["passed"], report["failures"] = not failures, failures
+        report["seconds"] = round(time.perf_counter() - t0, 2)
+    report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
+    if out_dir is not None:
+        _write(out_dir, report, records, force)
+    for w in report["warnings"]:
+        warnings.warn(w, Int8Warning, stacklevel=2)
+    return VerifyResult(not failures, report, out_dir, failures)
+
+
+def _class_names(class_names: Any) -> list[str]:
+    if class_names is None:
+        return []
+    if isinstance(class_names, (list, tuple)):
+        return [str(c) for c in class_names]
+    return read_class_names(class_names)
+
+
+def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None) -> _Plan:
+    skipped: list[dict[str, str]] = []
+    steps: list[EngineSpec] = []
+    if target is not None:
+        conv = read_conversion(target)
+        int8 = Path(tflite) if tflite else conv.int8_path
+        names = conv.output_names
+        spec = spec or conv.spec
+        src = conv.source
+        if reference is not None:
+            ref = reference_spec(reference)
+            steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
+        elif conv.head.get("fix"):
+            skipped.append({"step": "pytorch", "reason": "the detector's head was split after export (boxes and "
+                            "scores apart, same math): the ONNX model is the reference"})
+        elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
+            weights = src.get("weights", {}).get("file")
+            steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
+        else:
+            skipped.append({"step": "pytorch", "reason": "the conversion started from an ONNX file or an in-memory "
+                            "module: pass reference= (Python API) to include PyTorch"})
+        onnx: Path | None = conv.onnx_path
+        if onnx.is_file():
+            steps.append(EngineSpec("onnxruntime", "onnxruntime", str(onnx)))
+        else:
+            skipped.append({"step": "onnxruntime", "reason": f"{onnx} is missing"})
+            onnx = None
+        f32 = conv.variant_path("float32")
+        if f32 is not None and f32.is_file():
+            steps.append(EngineSpec("tflite-float32", "tflite", str(f32)))
+        plan = _Plan(steps, skipped, spec, int8, names, conv, onnx)
+    else:
+        if tflite is None or reference is None:
+            raise InputError("give a conversion output folder, or both a reference model and a .tflite to verify")
+        if spec is None:
+            raise InputError("verifying a .tflite against a reference needs the preprocessing spec (--preset/--spec)")
+        int8 = Path(tflite)
+        ref = reference_spec(reference)
+        steps.append(ref)
+        if not int8.is_file():
+            raise InputError(f"the int8 model {int8} does not exist")
+        plan = _Plan(steps, skipped, spec, int8, shared_output_names(ref, int8), None, None)
+    if not plan.int8.is_file():
+        raise InputError(f"the int8 model {plan.int8} does not exist")
+    for path in [plan.int8] + [Path(s.source) for s in plan.steps if s.kind == "tflite"]:
+        probe(path)  # a corrupt file fails here, in a child process, before any worker loads it
+    info = describe(plan.int8, trusted=True)
+    plan.int8_outputs = {o["name"]: tuple(o["shape"]) for o in info["outputs"]}
+    verdict = info["verdict"]
+    if verdict in ("float32", "float16"):
+        raise InputError(f"{plan.int8} is {verdict}, not an int8 model: nothing quantized to verify. Pass the "
+                         f"int8 file (`tflite-int8 inspect` tells which file is which)")
+    plan.steps.append(EngineSpec("tflite-int8", "tflite", str(plan.int8)))
+    if len(plan.steps) < 2:
+        raise InputError(f"nothing to compare {plan.int8} with: no float reference was found")
+    return plan
+
+
+def _hygiene(conversion: Conversion | None, spec: PreprocessSpec, reader: Any) -> tuple[dict[str, Any], Any]:
+    """Overlap of verification with calibration (by content hash), and the calibration reader when reproducible."""
+    info: dict[str, Any] = {"verification_hash": reader.content_hash, "verification_samples": len(reader)}
+    calib = conversion.calibration if conversion else None
+    if not calib:
+        info["calibration"] = "unknown (no conversion.json)"
+        return info, None
+    try:
+        c_reader = open_reader(calib["source"], spec, views=calib.get("views", 1), num_samples=calib.get("num_samples"),
+                               seed=calib.get("seed", 0), warn_few=False)
+    except (Int8Error, KeyError, TypeError) as exc:
+        info["calibration"] = f"not available to compare ({exc})"
+        return info, None
+    same_set = c_reader.content_hash == calib.get("hash")
+    info["calibration"] = "reproduced" if same_set else "changed since the conversion"
+    ver, cal = reader.item_digests, set(c_reader.item_digests)
+    info["identical_samples"] = sum(d in cal for d in ver)
+    cal_files = {d.split(":")[0] for d in cal}
+    info["shared_source_files"] = len({d.split(":")[0] for d in ver} & cal_files)
+    if info["shared_source_files"]:
+        warnings.warn(f"verification overlaps calibration: {info['shared_source_files']} source file(s) "
+                      f"({info['identical_samples']} identical samples) were also used to calibrate; the figures "
+                      f"are optimistic. Verify on data the model was not calibrated on", Int8Warning, stacklevel=3)
+    return info, (c_reader if same_set else None)
+
+
+def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> Any:
+    """Re-translate model.onnx (SavedModel for the diagnosis, float32 TFLite for the ladder) when useful."""
+    has_f32 = any(s.step == "tflite-float32" for s in plan.steps)
+    if plan.onnx is None or (has_f32 and not layers):
+        if not has_f32 and plan.conversion is not None:
+            plan.skipped.append({"step": "tflite-float32", "reason": "no float32 TFLite and no model.onnx"})
+        return None
+    samples = [s.x for _, s in zip(range(20), reader)]
+    tr = translate(plan.onnx, work, plan.spec, samples=samples, output_names=plan.output_names)
+    if not has_f32:
+        plan.steps.insert(len(plan.steps) - 1, EngineSpec("tflite-float32", "tflite", str(tr.float32_tflite)))
+        plan.notes["tflite-float32"] = "not in the output folder: re-translated from model.onnx for this run"
+    return tr
+
+
+def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, reader: Any,
+            progress: Any) -> tuple[list[dict], str]:
+    if not enabled:
+        return [], "skipped (layers=False)"
+    if translated is None:
+        return [], "skipped: needs the conversion's model.onnx"
+    note = "calibrated on the conversion's own calibration set"
+    if calib_reader is None:
+        calib_reader = reader
+        note = ("the conversion's calibration set could not be reproduced: calibrated on the verification set, so "
+                "the layers are those of a re-calibrated model, not necessarily of the shipped one")
+    debug = [s.x for _, s in zip(range(LAYER_SAMPLES), reader)]
+    recipe = plan.conversion.recipe if plan.conversion else Recipe()
+    rows = diagnose(translated.saved_model, calib_reader, debug, plan.spec, recipe=recipe,
+                    node_map=translated.node_map, progress=progress)
+    return rows, note + f"; errors measured on {len(debug)} verification samples"
+
+
+def _labels_in_order(labels: Any, records: Sequence[dict]) -> list[int | None]:
+    if labels is None:
+        return [None] * len(records)
+    if isinstance(labels, Mapping):
+        found = [label_for(r["source"], r["name"], labels) for r in records]
+        if not any(v is not None for v in found):
+            raise InputError(f"none of the {len(records)} verification samples has a label (labels are keyed by "
+                             f"file name or path, e.g. {next(iter(labels), '?')!r})")
+        return found
+    seq = [int(v) for v in np.asarray(labels).ravel()]
+    if len(seq) != len(records):
+        raise InputError(f"{len(seq)} labels given for {len(records)} verification samples")
+    return seq
+
+
+def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: dict, layer_rows: list,
+            layer_note: str, hygiene: dict, reader: Any, workers: int, views: int) -> dict[str, Any]:
+    step_names = [s.step for s in plan.steps]
+    per_step = summarize_steps(step_names[1:], records)
+    stages = [{"step": step_names[0], "role": "reference", "engine": plan.steps[0].kind}]
+    for prev, step in zip(step_names, step_names[1:]):
+        stages.append({"step": step, "compared_with": prev, "outputs": per_step[step]})
+        if step in plan.notes:
+            stages[-1]["note"] = plan.notes[step]
+    stages += [{"step": s["step"], "skipped": s["reason"]} for s in plan.skipped]
+    report: dict[str, Any] = {
+        "schema": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": str(plan.int8), "reference": step_names[0], "versions": versions(),
+        "preprocess": plan.spec.to_dict(),
+        "data": {"description": reader.description, "views": views, "samples": len(records), "workers": workers},
+        "hygiene": hygiene, "stages": stages, "outputs": summarize_outputs(records), "task": task.name,
+        "layers": layer_rows, "layers_note": layer_note, "thresholds": limits,
+    }
+    if task.name != "raw":
+        report[task.name] = task.summarize([r["name"] for r in records], [r["task"] for r in records], labels)
+    return report
+
+
+def _sizes_latency(plan: _Plan) -> list[dict[str, Any]]:
+    rows = []
+    for s in plan.steps:
+        if s.kind != "tflite":
+            continue
+        runner = Runner(s.source, plan.spec, num_threads=1, trusted=True)
+        raw = [np.zeros(i.shape, dtype=i.dtype) for i in runner.inputs]
+        runner.invoke(raw)
+        times = []
+        for _ in range(10):
+            t = time.perf_counter()
+            runner.invoke(raw)
+            times.append(time.perf_counter() - t)
+        rows.append({"file": Path(s.source).name, "step": s.step, "bytes": Path(s.source).stat().st_size,
+                     "latency_ms_1_thread": round(1000 * float(np.median(times)), 3)})
+    return rows
+
+
+def _write(out_dir: Path, report: dict, records: list[dict], force: bool) -> None:
+    with staging(out_dir, force) as stage:
+        (stage / "report.json").write_text(dump_json(report))
+        (stage / "report.html").write_text(render(report, records))

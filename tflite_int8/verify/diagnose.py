@@ -1,0 +1,71 @@
+"""Per-layer diagnosis: which layers lose the most to int8, with TF's quantization debugger.
+
+The debugger quantizes the float SavedModel with the same settings (the same converter builder,
+per-channel weights and activation ranges) and the same calibration data as the shipped model, then runs it with a float shadow of every
+quantized op and measures each op's own error (not the error accumulated from
+earlier layers).  ``rmse / scale`` is that error in quantization steps: about
+0.29 (= 1/sqrt(12), pure rounding) is ideal, above 0.7 the layer is hurt.  Each
+layer gets its TFLite tensor name and, when onnx2tf's log names it, the ONNX node.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..config.recipe import VARIANTS, Recipe
+from ..convert import converter
+from ..convert.translate import onnx_nodes_for
+from ..errors import ConversionError
+from ..progress import Progress
+from ..runtime.quiet import native_stderr_captured
+
+IDEAL = 1.0 / np.sqrt(12.0)
+BAD = 0.7
+
+
+def diagnose(saved_model: str | Path, calibration: Any, debug_inputs: Sequence[np.ndarray],
+             spec: PreprocessSpec, *, recipe: Recipe = Recipe(), node_map: dict[str, str] | None = None,
+             progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Every quantized layer's error on ``debug_inputs``, worst first.
+
+    ``calibration``: the shipped model's calibration reader (a DataReader, streamed);
+    ``debug_inputs``: preprocessed samples in the spec's layout; ``recipe``: the shipped model's settings
+    (per-channel weights, activation ranges), applied by the same converter builder.
+    """
+    import tensorflow as tf
+
+    def debug_data() -> Iterable[list[np.ndarray]]:
+        for x in debug_inputs:
+            yield [spec.to_nhwc(np.asarray(x, dtype=np.float32))]
+
+    dataset = converter.calibration_batches(calibration, spec, progress, "layer diagnosis: calibrating")
+    conv = converter.build(saved_model, VARIANTS["int8-float-io"], recipe, dataset)
+    buf = io.StringIO()
+    try:
+        with native_stderr_captured(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=debug_data)
+            debugger.run()
+            debugger.layer_statistics_dump(buf)
+    except Exception as exc:  # the debugger is a diagnosis: its failure must say so, not look like a parity loss
+        raise ConversionError(f"TF's quantization debugger failed on {saved_model}: {str(exc)[:400]}",
+                              stage="diagnose") from None
+    layers = []
+    for row in csv.DictReader(io.StringIO(buf.getvalue())):
+        scale = float(row["scale"])
+        mse = float(row["mean_squared_error"])
+        ratio = float(np.sqrt(mse) / scale) if scale > 0 else float("inf")
+        name = row["tensor_name"]
+        layers.append({"op": row["op_name"], "tensor": name, "rmse_over_scale": ratio,
+                       "max_abs_error": float(row["max_abs_error"]), "mean_error": float(row["mean_error"]),
+                       "scale": scale, "zero_point": int(float(row["zero_point"])),
+                       "onnx_nodes": onnx_nodes_for(name, node_map or {}),
+                       "verdict": "bad" if ratio > BAD else "fair" if ratio > 0.45 else "good"})
+    layers.sort(key=lambda r: -r["rmse_over_scale"])
+    return layers

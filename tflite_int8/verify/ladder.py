@@ -1,0 +1,169 @@
+"""The parity ladder: the same inputs through every stage of the conversion, error of each step.
+
+PyTorch float -> ONNX Runtime -> TFLite float32 -> TFLite int8 (through the
+adapter).  Each available step is compared with the previous available one (so
+a loss is attributed to export, translation or quantization) and the last one
+with the first (the end-to-end error).  Samples run in this process or in
+worker processes (one interpreter each); a sample's numbers do not depend on
+where it ran.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..config.preprocess import PreprocessSpec
+from ..errors import Int8Error
+from ..progress import Progress
+from ..runtime.metrics import compare
+from .engines import Engine, EngineSpec, aligned
+
+HIST_EDGES = np.linspace(-8.0, 8.0, 65)  # int8 - float error, in output quantization steps
+THUMB = 96
+
+
+@dataclass(frozen=True)
+class LadderJob:
+    """Everything a worker needs to run its share of the samples (picklable)."""
+
+    steps: tuple[EngineSpec, ...]
+    spec: PreprocessSpec
+    output_names: tuple[str, ...]
+    task: Any
+    num_threads: int = 1
+
+
+def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """One record per sample: step-to-step metrics, int8-vs-reference metrics, task record, thumbnail."""
+    first = Engine(job.steps[0], job.spec, job.output_names, num_threads=job.num_threads)
+    names = job.output_names or first.names  # explicit reference: its output names, by position
+    engines = [first] + [Engine(s, job.spec, names, num_threads=job.num_threads) for s in job.steps[1:]]
+    steps_q = _output_steps(engines[-1])
+    records = []
+    for i, sample in enumerate(reader):
+        outs = [engines[0](sample.x)]
+        for eng in engines[1:]:
+            outs.append(aligned(outs[0], eng(sample.x)))
+        rec: dict[str, Any] = {"index": i, "name": sample.name, "source": sample.source, "steps": {}}
+        for k in range(1, len(engines)):
+            rec["steps"][job.steps[k].step] = {n: compare(outs[k - 1][n], outs[k][n]) for n in outs[0]}
+        ref, q = outs[0], outs[-1]
+        rec["end_to_end"] = {}
+        for n in ref:
+            m = compare(ref[n], q[n])
+            scale = steps_q.get(n)
+            diff = (q[n].astype(np.float64) - ref[n].astype(np.float64)).ravel()
+            if scale:
+                m["max_abs_err_steps"] = m["max_abs_err"] / scale
+                m["mean_abs_err_steps"] = m["mean_abs_err"] / scale
+                hist = np.histogram(np.clip(diff / scale, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)[0]
+            else:
+                hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
+            m["histogram"] = hist.tolist()
+            rec["end_to_end"][n] = m
+        rec["task"] = job.task.record(ref, q)
+        rec["thumbnail"] = _thumbnail(sample.pixels)
+        records.append(rec)
+        if tick is not None:
+            tick()
+    return records
+
+
+def _output_steps(engine: Engine) -> dict[str, float]:
+    """Per-tensor output scale of the (quantized) last step, by output name."""
+    runner = getattr(engine, "runner", None)
+    if runner is None:
+        return {}
+    return {o.name: o.scales[0] for o in runner.outputs if o.quantized and not o.per_axis}
+
+
+def _thumbnail(pixels: np.ndarray | None) -> str | None:
+    if pixels is None or pixels.ndim != 3:
+        return None
+    from PIL import Image
+
+    im = Image.fromarray(pixels if pixels.shape[-1] == 3 else pixels[..., 0])
+    im.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _worker(job: LadderJob, reader: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
+    records = run_samples(job, reader.subset(indices))
+    for rec, idx in zip(records, indices):
+        rec["index"] = int(idx)
+    return records
+
+
+def run_ladder(job: LadderJob, reader: Any, *, workers: int = 1,
+               progress: Progress | None = None) -> list[dict[str, Any]]:
+    """All samples, in order; ``workers`` > 1 shares them among processes (one interpreter each)."""
+    bar = progress("verify", len(reader)) if progress else None
+    tick = (lambda: bar.update(1)) if bar is not None else None
+    try:
+        if workers <= 1 or len(reader) < 2:
+            return run_samples(job, reader, tick=tick)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        n = len(reader)
+        chunks = [list(c) for c in np.array_split(np.arange(n), min(n, workers * 2)) if len(c)]
+        records: list[dict[str, Any]] = []
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_worker, job, reader, c): len(c) for c in chunks}
+                for fut in as_completed(futures):
+                    records.extend(fut.result())
+                    if bar is not None:
+                        bar.update(futures[fut])
+        except BrokenProcessPool:
+            raise Int8Error(f"a verification worker process died ({workers} workers). If you call verify(workers>1) "
+                            f"from a script, put the call under `if __name__ == '__main__':`; or use workers=1") from None
+        return sorted(records, key=lambda r: r["index"])
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def summarize_steps(step_names: Sequence[str], records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ladder step and output: mean and worst of each metric over the samples."""
+    out: dict[str, dict[str, Any]] = {}
+    for step in step_names:
+        per_out: dict[str, Any] = {}
+        for name in records[0]["steps"].get(step, {}) if records else {}:
+            per_out[name] = _combine([r["steps"][step][name] for r in records])
+        out[step] = per_out
+    return out
+
+
+def summarize_outputs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name in records[0]["end_to_end"] if records else {}:
+        ms = [r["end_to_end"][name] for r in records]
+        summary = _combine(ms)
+        if "max_abs_err_steps" in ms[0]:
+            summary["max_abs_err_steps"] = max(m["max_abs_err_steps"] for m in ms)
+            summary["mean_abs_err_steps"] = float(np.mean([m["mean_abs_err_steps"] for m in ms]))
+        summary["histogram"] = {"edges_steps": HIST_EDGES.tolist(),
+                                "counts": np.sum([m["histogram"] for m in ms], axis=0).tolist()}
+        worst = sorted(range(len(ms)), key=lambda i: ms[i]["cosine"])[:5]
+        summary["worst_samples"] = [{"sample": records[i]["name"], "cosine": ms[i]["cosine"],
+                                     "max_abs_err": ms[i]["max_abs_err"]} for i in worst]
+        out[name] = summary
+    return out
+
+
+def _combine(ms: Sequence[dict[str, float]]) -> dict[str, Any]:
+    sq = [m["sqnr_db"] for m in ms]
+    return {"cosine": float(np.mean([m["cosine"] for m in ms])), "cosine_min": min(m["cosine"] for m in ms),
+            "sqnr_db": float(np.mean(np.minimum(sq, 300.0))), "sqnr_db_min": min(sq),
+            "max_abs_err": max(m["max_abs_err"] for m in ms),
+            "mean_abs_err": float(np.mean([m["mean_abs_err"] for m in ms])),
+            "rel_max_err": max(m["rel_max_err"] for m in ms), "samples": len(ms)}
