@@ -107,8 +107,8 @@ def recover(args: argparse.Namespace) -> int:
     result = run_recover(args.model, args.out, spec=spec_from_args(args), data=args.data, views=args.views,
                          verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
-                         float_layers=args.float_layers, workers=args.workers, force=args.force,
-                         progress=args.progress)
+                         float_layers=args.float_layers, workers=args.workers,
+                         max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress)
     print(summaries.recovery_summary(result))
     return 0 if result.passed else 1
 

@@ -10,6 +10,7 @@ from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
 from ..config.tasks import TASKS
 from ..config.thresholds import DEFAULTS as THRESHOLDS
+from ..recover.strategies import MAX_LATENCY_RATIO
 from ..runtime.describe import VERDICTS
 from . import commands
 
@@ -150,6 +151,10 @@ def _add_recover(sub: Any) -> None:
                    help="last resort: keep the worst layers in float (the result is NOT full-integer)")
     r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")
     r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--max-latency-ratio", type=float, default=MAX_LATENCY_RATIO, metavar="R",
+                   help=f"a strategy whose file is more than R times slower than the baseline int8 file (1 thread, "
+                        f"XNNPACK, timed in the same run) cannot win; it is still shown with its cost (default "
+                        f"{MAX_LATENCY_RATIO:g}: int16x8, tens of times slower, does not win)")
     r.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_preprocess_args(r)
     r.set_defaults(handler=commands.recover)

@@ -171,19 +171,33 @@ def android_summary(report: dict[str, Any], *, results_path: str | None = None) 
 
 
 def recovery_summary(result: Any) -> str:
-    """The strategy table of ``recover``."""
-    lines = [f"{'strategy':16} {'passed':6} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'ms':>7}  how"]
+    """The strategy table of ``recover``: accuracy, size, latency and its ratio to the baseline int8 file."""
+    lines = [f"{'strategy':16} {'passed':6} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'ms':>8} "
+             f"{'x base':>7}  how"]
+    over = []
     for a in result.attempts:
         if a.get("error"):
             lines.append(f"{a['strategy']:16} {'error':6} {a['error'][:200]}")
             continue
         top1 = f"{a['top1_agreement']:.1%}" if a.get("top1_agreement") is not None else "-"
-        ms = f"{a['latency_ms_1_thread']:.2f}" if a.get("latency_ms_1_thread") is not None else "-"
+        ms = f"{a['latency_ms_1_thread']:.3g}" if a.get("latency_ms_1_thread") is not None else "-"
+        ratio = f"{a['latency_ratio']:.2f}x" if a.get("latency_ratio") is not None else "-"
+        if a.get("within_budget") is False:
+            ratio += "!"
+            if a["passed"]:
+                over.append(a)
         lines.append(f"{a['strategy']:16} {str(a['passed']):6} {top1:>7} {a['mean_cosine']:8.4f} "
-                     f"{a['sqnr_db']:8.1f} {a['bytes'] / 1e6:6.2f} {ms:>7}  {a['how']}")
+                     f"{a['sqnr_db']:8.1f} {a['bytes'] / 1e6:6.2f} {ms:>8} {ratio:>7}  {a['how']}")
+    budget = result.max_latency_ratio
+    lines.append("ms: median invoke, 1 thread, XNNPACK, each attempt timed interleaved with the baseline int8 file; "
+                 + (f"! over the latency budget ({budget:g}x)" if budget is not None else "no latency budget"))
+    for a in over:
+        lines.append(f"{a['strategy']} passed verification but cannot win: {a['latency_note']} (accept it with "
+                     f"--max-latency-ratio {a['latency_ratio'] * 1.05:.3g})")
     if result.winner:
         full = "" if result.winner != "float-fallback" else " (NOT full-integer: float ops inside)"
         lines.append(f"winner: {result.winner}{full}; files and recovery.json in {result.out_dir}")
     else:
-        lines.append(f"no strategy passed; every attempt is in {result.out_dir} (recovery.json)")
+        within = " within the latency budget" if over else ""
+        lines.append(f"no strategy passed{within}; every attempt is in {result.out_dir} (recovery.json)")
     return "\n".join(lines)

@@ -31,7 +31,7 @@ PACKAGES = "python3,python3-venv,ca-certificates"
 VENV = "/opt/tflite-int8-litert"
 WHEELS = "/opt/tflite-int8-wheels"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
-RUNNER_FILES = ("qmath.py", "bundle_format.py", "device_runner.py")  # tflite_int8/portable: numpy-only
+RUNNER_FILES = ("qmath.py", "bundle_format.py", "timing.py", "device_runner.py")  # tflite_int8/portable: numpy-only
 
 
 def default_root() -> Path:

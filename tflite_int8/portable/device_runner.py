@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import itertools
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,10 @@ import numpy as np
 
 try:
     from . import bundle_format as bf
-except ImportError:  # run as a script beside bundle_format.py
+    from .timing import interleaved
+except ImportError:  # run as a script beside bundle_format.py and timing.py
     import bundle_format as bf  # type: ignore[no-redef]
+    from timing import interleaved  # type: ignore[no-redef]
 
 
 def _interpreter(model: Path, xnnpack: bool, threads: int) -> Any:
@@ -61,21 +62,16 @@ def run(bundle: Path, *, warmup: int = 3, runs: int = 20, threads: int = 1) -> d
                 mismatches += int(np.count_nonzero(mine != q))
             xs.append(q)
         samples.append(xs)
-    timing, per_mode = [], {}
+    per_mode, calls = {}, []
     for xnnpack in (True, False):
         interp = _interpreter(model, xnnpack, threads)
         per_mode[xnnpack] = [[bf.to_bytes(o, t["dtype"]) for o, t in zip(_invoke(interp, xs), manifest["outputs"])]
                              for xs in samples]
-        for _ in range(warmup):
-            _invoke(interp, samples[0])
-        times = []
-        for i in range(runs):
-            t0 = time.perf_counter()
-            _invoke(interp, samples[i % len(samples)])
-            times.append((time.perf_counter() - t0) * 1000.0)
-        timing.append({"xnnpack": xnnpack, "threads": threads, "warmup": warmup, "runs": runs,
-                       "median_ms": statistics.median(times), "min_ms": min(times),
-                       "max_ms": max(times)})
+        cycle = itertools.cycle(samples)
+        calls.append(lambda interp=interp, cycle=cycle: _invoke(interp, next(cycle)))
+    # both runtimes timed interleaved (one timing rule with the host: timing.py)
+    timing = [{"xnnpack": xnnpack, "threads": threads, **t}
+              for xnnpack, t in zip((True, False), interleaved(calls, runs=runs, warmup=warmup))]
     outputs = per_mode[True]
     same = sum(a == b for sa, sb in zip(per_mode[True], per_mode[False]) for a, b in zip(sa, sb))
     device = {"runner": "python-litert", "arch": platform.machine(), "system": platform.platform(),

@@ -14,13 +14,20 @@ verified against the original weights (the baseline's exported ONNX), so what th
    output error on calibration data (GPTQ, :mod:`.weight_rounding`), then each bias corrected layer by layer
    for the mean shift left, with MSE ranges: still full-integer int8;
 5. ``int16x8``: 16-bit activations, 8-bit weights (those of ``weight-rounding``) for the whole model:
-   integer-only, but int16 I/O and, on CPUs without int16 kernels in XNNPACK, much slower;
+   integer-only, but int16 I/O and no XNNPACK kernels: tens of times slower (MobileNetV2: about 50x), so over
+   the default latency budget;
 6. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
    float inside the int8 model: **not** full-integer, and named so.
 
+Every attempt is timed against the baseline int8 file in the same process (1 thread, XNNPACK, median of
+interleaved runs: :mod:`tflite_int8.runtime.latency`).  A strategy whose file is slower than
+``max_latency_ratio`` times the baseline cannot win (:func:`winner`): its row keeps the verify verdict in
+``passed`` and says why in ``latency_note``, and the next strategy is tried.  So ``int16x8`` (no 16-bit kernels
+in XNNPACK: tens of times slower) is shown with its cost but does not win by default.
+
 A strategy that fails (an op the converter refuses, say) is a failed row with its error; the next one is
-tried.  ``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency) and
-the winner.
+tried.  ``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency and
+its ratio to the baseline) and the winner.
 """
 from __future__ import annotations
 
@@ -28,7 +35,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import MIXED_FLOAT, Recipe
@@ -40,12 +47,14 @@ from ..data.files import check_destination, dump_json, staging
 from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error
 from ..progress import Progress, step
+from ..runtime.latency import conditions, median_latency_ms
 from ..verify.core import verify
 from .bias_correction import bias_correct
 from .weight_rounding import round_weights
 
 MSE = Recipe(ranges="mse")
 SAMPLES = 128  # calibration samples the float-weight transforms measure layer inputs on
+MAX_LATENCY_RATIO = 1.5  # default budget: an attempt at most this many times slower than the baseline int8 file
 
 
 @dataclass
@@ -54,6 +63,7 @@ class RecoveryResult:
     winner: str | None
     attempts: list[dict[str, Any]]
     out_dir: Path
+    max_latency_ratio: float | None = MAX_LATENCY_RATIO
 
 
 @dataclass
@@ -68,6 +78,7 @@ class Context:
     seed: int
     float_layers: int
     progress: Progress | None
+    max_latency_ratio: float | None = MAX_LATENCY_RATIO
     baseline: Conversion | None = None
     baseline_layers: list[dict[str, Any]] = field(default_factory=list)
     _samples: list | None = None
@@ -204,19 +215,25 @@ STRATEGIES: tuple[Strategy, ...] = (
 def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
             verify_data: Any = None, views: int = 1, verify_views: int = 1, seed: int = 0,
             thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
-            allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1, force: bool = False,
+            allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
+            max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
             progress: Progress | None = None) -> RecoveryResult:
-    """Convert, verify, and on failure try the strategies in order until one passes (see module docstring)."""
+    """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
+
+    ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
+    (None: no budget).  See the module docstring.
+    """
     out = Path(out_dir)
     check_destination(out, force)
     if float_layers < 1:
         raise InputError(f"float_layers must be at least 1, got {float_layers}")
+    if max_latency_ratio is not None and not max_latency_ratio >= 1.0:
+        raise InputError(f"max_latency_ratio must be at least 1 (the baseline itself is 1x), got {max_latency_ratio}")
     checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
                   task=task)
     attempts: list[dict[str, Any]] = []
-    winner = None
     with staging(out, force) as stage:
-        ctx = Context(model, stage, spec, data, views, seed, float_layers, progress)
+        ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio)
         for strategy in STRATEGIES:
             if strategy.needs_consent and not allow_float_ops:
                 continue
@@ -227,13 +244,18 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             attempts.append(row)
             if strategy.name == "baseline":
                 ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
-            if row["passed"]:
-                winner = strategy.name
+            if winner(attempts) is not None:
                 break
-        (stage / "recovery.json").write_text(dump_json({"winner": winner, "passed": winner is not None,
-                                                        "full_integer": winner not in (None, "float-fallback"),
-                                                        "attempts": attempts}))
-    return RecoveryResult(winner is not None, winner, attempts, out)
+        won = winner(attempts)
+        (stage / "recovery.json").write_text(dump_json({
+            "winner": won, "passed": won is not None, "full_integer": won not in (None, "float-fallback"),
+            "max_latency_ratio": max_latency_ratio, "latency_conditions": conditions(), "attempts": attempts}))
+    return RecoveryResult(won is not None, won, attempts, out, max_latency_ratio)
+
+
+def winner(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The winning strategy: the first row, in table order, that passed verification within the latency budget."""
+    return next((r["strategy"] for r in rows if r["passed"] and r.get("within_budget", False)), None)
 
 
 def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: bool) -> dict[str, Any] | None:
@@ -257,6 +279,7 @@ def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: boo
                 "full_integer": attempt.full_integer if attempt else None, "error": str(exc),
                 "failures": [str(exc)], "seconds": round(time.perf_counter() - t, 1)}
     row = _row(strategy.name, attempt, res, model, time.perf_counter() - t)
+    row.update(_latency(ctx, model))
     row["file"] = f"{strategy.name}/{model.name}"
     row["reference"] = "the original model" if original is None else "baseline/model.onnx (original weights)"
     if original is not None:  # what the weight change alone costs, float against float
@@ -267,16 +290,31 @@ def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: boo
     return row
 
 
+def _latency(ctx: Context, model: Path) -> dict[str, Any]:
+    """The attempt's latency, timed interleaved with the baseline int8 file, and whether it is within budget."""
+    if ctx.baseline is None:  # this is the baseline
+        ms = base_ms = median_latency_ms([model])[0]
+    else:
+        base_ms, ms = median_latency_ms([ctx.baseline.int8_path, model])
+    ratio = ms / base_ms if base_ms > 0 else 1.0
+    limit = ctx.max_latency_ratio
+    within = limit is None or ratio <= limit
+    budget = "no latency budget" if limit is None else f"limit {limit:g}x"
+    note = (f"over latency budget: {ratio:.1f}x the baseline int8 ({budget})" if not within else
+            "the baseline int8 file (1x by definition)" if ctx.baseline is None else
+            f"{ratio:.2f}x the baseline int8 ({budget})")
+    return {"latency_ms_1_thread": ms, "baseline_latency_ms": base_ms, "latency_ratio": round(ratio, 3),
+            "within_budget": within, "latency_note": note}
+
+
 def _row(name: str, attempt: Attempt, result: Any, model: Path, seconds: float) -> dict[str, Any]:
     rep = result.report
     outs = rep["outputs"]
     task = rep.get(rep.get("task", ""), {}) or {}
-    size = next((s for s in rep.get("sizes_latency", []) if Path(s["file"]).name == model.name), {})
     return {"strategy": name, "how": attempt.how, "passed": result.passed, "file": str(model),
             "full_integer": attempt.full_integer, "failures": result.failures,
             "mean_cosine": min(o["cosine"] for o in outs.values()),
             "sqnr_db": min(o["sqnr_db"] for o in outs.values()),
             "top1_agreement": task.get("top1_agreement"), "top5_agreement": task.get("top5_agreement"),
             "map50_95_int8": task.get("map50_95_int8"), "box_agreement": task.get("box_agreement"),
-            "bytes": model.stat().st_size, "latency_ms_1_thread": size.get("latency_ms_1_thread"),
-            "seconds": round(seconds, 1)}
+            "bytes": model.stat().st_size, "seconds": round(seconds, 1)}

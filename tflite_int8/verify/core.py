@@ -27,9 +27,9 @@ from ..data.files import check_destination, dump_json, staging
 from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error, Int8Warning
 from ..progress import Progress
-from ..runtime.adapter import Runner
 from ..runtime.describe import describe
 from ..runtime.interpreter import probe
+from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.versions import versions
 from .detection import DetectionTask, read_coco
 from .diagnose import diagnose
@@ -116,7 +116,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         label_list = _labels_in_order(labels, records)
         report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
                          workers, views)
-        report["sizes_latency"] = sizes
+        report["sizes_latency"], report["latency_conditions"] = sizes, conditions()
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
         report["passed"], report["failures"] = not failures, failures
         report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -292,21 +292,11 @@ def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: d
 
 
 def _sizes_latency(plan: _Plan) -> list[dict[str, Any]]:
-    rows = []
-    for s in plan.steps:
-        if s.kind != "tflite":
-            continue
-        runner = Runner(s.source, plan.spec, num_threads=1, trusted=True)
-        raw = [np.zeros(i.shape, dtype=i.dtype) for i in runner.inputs]
-        runner.invoke(raw)
-        times = []
-        for _ in range(10):
-            t = time.perf_counter()
-            runner.invoke(raw)
-            times.append(time.perf_counter() - t)
-        rows.append({"file": Path(s.source).name, "step": s.step, "bytes": Path(s.source).stat().st_size,
-                     "latency_ms_1_thread": round(1000 * float(np.median(times)), 3)})
-    return rows
+    """Size and median latency of each TFLite step, timed interleaved (runtime.latency's fixed conditions)."""
+    files = [Path(s.source) for s in plan.steps if s.kind == "tflite"]
+    steps = [s.step for s in plan.steps if s.kind == "tflite"]
+    return [{"file": f.name, "step": step, "bytes": f.stat().st_size, "latency_ms_1_thread": round(ms, 3)}
+            for f, step, ms in zip(files, steps, median_latency_ms(files))]
 
 
 def _write(out_dir: Path, report: dict, records: list[dict], force: bool) -> None:
