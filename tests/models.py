@@ -41,6 +41,8 @@ def tiny() -> nn.Module:
 
 
 tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+TINY_CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "arrow", "heart", "moon", "drop")
+tiny.class_names = TINY_CLASSES  # type: ignore[attr-defined]  # verify finds them, as for the zoo's models
 
 
 def swallows_interrupt() -> nn.Module:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.models import TINY_SPEC, tiny
+from tests.models import TINY_CLASSES, TINY_SPEC, tiny
 from tflite_int8 import convert
 from tflite_int8.cli import main
 from tflite_int8.errors import InputError, Int8Warning
@@ -22,7 +22,7 @@ def tiny_verified(tiny_conversion, tmp_path_factory):
     report_dir = tmp_path_factory.mktemp("verify") / "report"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = verify(tiny_conversion.out_dir, reference=tiny(), views=2, report_dir=report_dir)
+        result = verify(tiny_conversion.out_dir, reference="tests.models:tiny", views=2, report_dir=report_dir)
     return result, [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
 
 
@@ -65,6 +65,26 @@ def test_classification_and_layers_in_report(tiny_verified):
     assert any("/stem/stem.0/Conv" in r["onnx_nodes"] for r in layers)  # ONNX node recovered
     assert rep["thresholds"]["cosine"] == 0.95
     assert {r["step"] for r in rep["sizes_latency"]} == {"tflite-float32", "tflite-int8"}
+    assert rep["latency_conditions"]["threads"] == 1 and rep["latency_conditions"]["cpu"]["cores"] >= 1
+
+
+def test_class_names_declared_by_the_model_and_confident_agreement_in_every_view(tiny_verified):
+    result, _ = tiny_verified
+    rep = json.loads((result.report_dir / "report.json").read_text())
+    assert rep["class_names"] == {"count": 10, "source": "declared by tests.models:tiny"}
+    c = rep["classification"]
+    # the tiny model's random head is never sure of a class: no confident sample, so nothing to judge there
+    assert c["probabilities"] == "softmax of the output" and c["confident_rule"] == "float top-1 probability >= 0.5"
+    assert c["confident_samples"] == 0 and c["top1_agreement_confident"] is None and c["margin_samples"] == 0
+    assert rep["thresholds"]["top1_agreement_confident"] == 0.98 and result.passed
+    assert all(d["float_class"] in TINY_CLASSES for d in c["disagreements"])
+    page = (result.report_dir / "report.html").read_text()
+    assert "where the float model is confident (float top-1 probability &gt;= 0.5): 0 samples" in page
+    assert "Class names: 10, declared by tests.models:tiny" in page
+    from tflite_int8.cli.summaries import verify_summary
+
+    assert ("where the float model is confident (float top-1 probability >= 0.5): top-1 agreement - (0 samples)"
+            in verify_summary(result))
 
 
 def test_html_report_is_self_contained(tiny_verified):

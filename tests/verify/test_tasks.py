@@ -31,6 +31,56 @@ def test_classification_agreement_and_accuracy():
     assert len(fails) == 2 and "top1 agreement 0.333 < 0.9" in fails[0] and "50.00 points" in fails[1]
 
 
+def _probs(p: list[float], k: int = 5) -> dict[str, np.ndarray]:
+    """An output that already is probabilities: p on the first classes, the rest spread evenly."""
+    rest = (1.0 - sum(p)) / (k - len(p))
+    return {"out": np.array([p + [rest] * (k - len(p))], np.float32)}
+
+
+def test_agreement_where_the_float_model_is_confident():
+    task = ClassificationTask("out", class_names=("cat", "dog", "fox", "owl", "bee"))
+    cases = [  # (float probabilities over classes 0.., int8 top-1)
+        ([0.9, 0.05], 0),   # confident, clear margin, agrees
+        ([0.8, 0.1], 1),    # confident, clear margin: a real flip
+        ([0.55, 0.4], 1),   # confident (p >= 0.5) but margin 0.15 < 0.2: a near-tie flip
+        ([0.4, 0.1], 0),    # not confident, margin 0.3, agrees
+        ([0.3, 0.29], 1),   # unsure near-tie flip
+    ]
+    recs = []
+    for p, q in cases:
+        got = np.zeros((1, 5), np.float32)
+        got[0, q] = 1.0
+        recs.append(task.record(_probs(p), {"out": got}))
+    s = task.summarize(list("abcde"), recs, [None] * 5)
+    assert s["probabilities"] == "the output itself (already probabilities)"
+    assert s["top1_agreement"] == pytest.approx(2 / 5)
+    assert s["confident_samples"] == 3 and s["top1_agreement_confident"] == pytest.approx(1 / 3)
+    assert s["margin_samples"] == 3 and s["top1_agreement_margin"] == pytest.approx(2 / 3)
+    # flips, the surest first: the confident ones lead
+    assert [(d["sample"], d["confident"]) for d in s["disagreements"]] == [("b", True), ("c", True), ("e", False)]
+    assert s["disagreements"][0]["float_p"] == pytest.approx(0.8) and s["disagreements"][0]["float_margin"] == \
+        pytest.approx(0.7)
+    fails = task.failures(s, {"top1_agreement": None, "top1_agreement_confident": 0.98})
+    assert fails == ["top-1 agreement on confident samples 0.333 < 0.98 on output 'out': 2 of 3 samples where the "
+                     "float top-1 probability >= 0.5 change class (b: float 'cat' (p 0.80) -> int8 'dog'; "
+                     "c: float 'cat' (p 0.55) -> int8 'dog')"]
+    assert task.failures(s, {"top1_agreement_confident": None}) == []
+
+
+def test_logits_go_through_softmax_and_no_confident_sample_is_not_judged():
+    task = ClassificationTask("out")
+    # logits 2, 0, 0: softmax p = e^2 / (e^2 + 2) = 0.787, margin 0.787 - 0.107 = 0.68
+    rec = task.record({"out": np.array([[2.0, 0.0, 0.0]])}, {"out": np.array([[0.0, 2.0, 0.0]])})
+    assert rec["float_p"] == pytest.approx(np.e ** 2 / (np.e ** 2 + 2)) and not rec["probabilities"]
+    assert rec["float_margin"] == pytest.approx((np.e ** 2 - 1) / (np.e ** 2 + 2))
+    flat = task.record({"out": np.array([[0.1, 0.0, 0.0]])}, {"out": np.array([[0.1, 0.0, 0.0]])})  # p 0.36
+    s = task.summarize(["x"], [flat], [None])
+    assert s["probabilities"] == "softmax of the output" and s["confident_samples"] == 0
+    assert s["top1_agreement_confident"] is None and task.failures(s, {"top1_agreement_confident": 0.98}) == []
+    s = task.summarize(["y"], [rec], [None])
+    assert s["top1_agreement_confident"] == 0.0 and "int8 class 1" in task.failures(s, {"top1_agreement_confident": 1})[0]
+
+
 def test_task_choice():
     assert isinstance(choose_task("auto", {"logits": (1, 1000)}), ClassificationTask)
     assert isinstance(choose_task("auto", {"a": (1, 10), "b": (1, 4, 8, 8)}), RawTask)

@@ -28,6 +28,8 @@ from . import summaries
 THRESHOLD_FLAGS = {
     "min-cosine": ("cosine", "mean cosine per output"), "min-sqnr": ("sqnr_db", "mean SQNR dB per output"),
     "min-top1": ("top1_agreement", "top-1 agreement"), "min-top5": ("top5_agreement", "top-5 agreement"),
+    "min-top1-confident": ("top1_agreement_confident",
+                           "top-1 agreement on samples where the float model's top-1 probability >= 0.5"),
     "max-accuracy-drop": ("accuracy_drop_points", "labelled accuracy drop, points"),
     "min-box-agreement": ("box_agreement", "detection: float/int8 box agreement"),
     "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime.describe import counts_text
+from ..verify.tasks import flip_text
 
 
 def _mb(n: int) -> str:
@@ -66,11 +67,7 @@ def verify_summary(result: Any) -> str:
                      f"{m['sqnr_db']:.1f} dB{steps}")
     c = rep.get("classification")
     if c:
-        line = f"top-1 agreement {c['top1_agreement']:.1%}, top-5 agreement {c['top5_agreement']:.1%}"
-        if "accuracy_float" in c:
-            line += (f"; accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
-                     f"({c['accuracy_drop_points']:+.2f} points drop)")
-        lines.append(line)
+        lines += classification_lines(c, rep.get("class_names"))
     d = rep.get("detection")
     if d:
         line = (f"detection: box agreement {d['box_agreement']:.3f} ({d['boxes_matched']} matched of "
@@ -91,6 +88,31 @@ def verify_summary(result: Any) -> str:
         lines.append(f"reports: {result.report_dir}/report.json, {result.report_dir}/report.html")
     lines.append("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(result.failures))
     return "\n".join(lines)
+
+
+def classification_lines(c: dict[str, Any], names: dict[str, Any] | None, flips: int = 5) -> list[str]:
+    """Agreement overall and where the float model is confident, then the flips, confident ones first."""
+    def pct(key: str) -> str:
+        return "-" if c.get(key) is None else f"{c[key]:.1%}"
+
+    lines = [f"top-1 agreement {pct('top1_agreement')} ({c['samples']} samples), top-5 agreement "
+             f"{pct('top5_agreement')}"]
+    if "confident_samples" in c:
+        lines.append(f"  where the float model is confident ({c['confident_rule']}): top-1 agreement "
+                     f"{pct('top1_agreement_confident')} ({c['confident_samples']} samples); by margin "
+                     f"({c['margin_rule']}): {pct('top1_agreement_margin')} ({c['margin_samples']} samples)")
+    if "accuracy_float" in c:
+        lines.append(f"  accuracy float {c['accuracy_float']:.2%}, int8 {c['accuracy_int8']:.2%} "
+                     f"({c['accuracy_drop_points']:+.2f} points drop)")
+    d = c.get("disagreements", [])
+    if d:
+        sure = sum(bool(x.get("confident")) for x in d)
+        lines.append(f"  {len(d)} sample(s) change top-1 class, {sure} where the float model was confident"
+                     f"{'' if names else ' (no class names: give --class-names)'}:")
+        lines += [f"    {'!' if x.get('confident') else ' '} {flip_text(x)}" for x in d[:flips]]
+        if len(d) > flips:
+            lines.append(f"      ... and {len(d) - flips} more (report.json, report.html)")
+    return lines
 
 
 def inspect_summary(info: dict[str, Any]) -> str:

@@ -12,6 +12,10 @@ DEFAULTS: dict[str, float] = {
     "sqnr_db": 10.0,               # mean signal-to-quantization-noise ratio of each output, dB
     "top1_agreement": 0.75,        # int8 top-1 class == float top-1 class
     "top5_agreement": 0.95,        # float top-1 class within the int8 top-5
+    # top-1 agreement on the samples where the float model is confident (top-1 probability >= 0.5): a flip
+    # there is an error a user sees, not a near-tie, so the bar is near 1 (one flip in 50 confident samples);
+    # not judged when no sample is confident
+    "top1_agreement_confident": 0.98,
     "accuracy_drop_points": 1.0,   # labelled accuracy, float minus int8, in percentage points
     "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
     "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points

@@ -48,6 +48,7 @@ from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error
 from ..progress import Progress, step
 from ..runtime.latency import conditions, median_latency_ms
+from ..runtime.reference import declared_class_names
 from ..verify.core import verify
 from .bias_correction import bias_correct
 from .weight_rounding import round_weights
@@ -229,8 +230,9 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         raise InputError(f"float_layers must be at least 1, got {float_layers}")
     if max_latency_ratio is not None and not max_latency_ratio >= 1.0:
         raise InputError(f"max_latency_ratio must be at least 1 (the baseline itself is 1x), got {max_latency_ratio}")
+    # class names declared by the model (a zoo factory's ImageNet list): the later attempts start from ONNX files
     checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
-                  task=task)
+                  task=task, class_names=declared_class_names(model))
     attempts: list[dict[str, Any]] = []
     with staging(out, force) as stage:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio)

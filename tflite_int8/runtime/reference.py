@@ -1,6 +1,7 @@
 """The float models a conversion starts from, run as themselves: PyTorch modules and ONNX Runtime sessions.
 
 ``load_factory`` turns ``package.module:factory`` into an ``nn.Module``; ``load_module`` adds a checkpoint;
+``declared_class_names`` reads the class names a factory declares (its ``class_names`` attribute);
 ``load_onnx`` reads and checks an ONNX file; ``ort_session``/``run_onnx`` run one on the CPU.  torch, onnx
 and onnxruntime are imported only when used.
 """
@@ -16,8 +17,8 @@ import numpy as np
 from ..errors import ConversionError, InputError
 from .checkpoint import load_weights
 
-def load_factory(target: str) -> Any:
-    """``package.module:factory`` -> the nn.Module the factory returns."""
+def _factory(target: str) -> Any:
+    """``package.module:factory`` -> the factory (or module object) it names, not called."""
     if ":" not in target:
         raise InputError(f"model {target!r} must be 'package.module:factory' or a path to an .onnx file")
     mod_name, _, attr = target.partition(":")
@@ -33,10 +34,30 @@ def load_factory(target: str) -> Any:
         if not hasattr(obj, part):
             raise InputError(f"{mod_name!r} has no attribute {attr!r} (model {target!r})")
         obj = getattr(obj, part)
+    return obj
+
+
+def load_factory(target: str) -> Any:
+    """``package.module:factory`` -> the nn.Module the factory returns."""
+    obj = _factory(target)
     model = obj() if callable(obj) and not is_module(obj) else obj
     if not is_module(model):
         raise InputError(f"{target!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def declared_class_names(model: Any) -> Any:
+    """The ``class_names`` a model declares (a file, one name per line, or a list), like ``preprocess_spec``:
+    an attribute of its factory (``package.module:factory``) or of the module itself; None when it declares none
+    or the factory cannot be imported here (the reference step then reports why)."""
+    if isinstance(model, str):
+        if ":" not in model:
+            return None
+        try:
+            model = _factory(model)
+        except InputError:
+            return None
+    return getattr(model, "class_names", None)
 
 
 def is_module(obj: Any) -> bool:

@@ -30,6 +30,7 @@ from ..progress import Progress
 from ..runtime.describe import describe
 from ..runtime.interpreter import probe
 from ..runtime.latency import conditions, median_latency_ms
+from ..runtime.reference import declared_class_names
 from ..runtime.versions import versions
 from .detection import DetectionTask, read_coco
 from .diagnose import diagnose
@@ -81,7 +82,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     out_dir = Path(report_dir) if report_dir is not None else None
     if out_dir is not None:
         check_destination(out_dir, force)
-    names = _class_names(class_names)
+    names, names_from = _class_names(class_names, plan.conversion, reference)
     head = plan.conversion.head.get("decode") if plan.conversion else None
     detect = task == "detect" or (task == "auto" and head is not None)
     truth = {}
@@ -117,6 +118,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
                          workers, views)
         report["sizes_latency"], report["latency_conditions"] = sizes, conditions()
+        if names:
+            report["class_names"] = {"count": len(names), "source": names_from}
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
         report["passed"], report["failures"] = not failures, failures
         report["seconds"] = round(time.perf_counter() - t0, 2)
@@ -128,12 +131,21 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     return VerifyResult(not failures, report, out_dir, failures)
 
 
-def _class_names(class_names: Any) -> list[str]:
+def _class_names(class_names: Any, conversion: Conversion | None, reference: Any) -> tuple[list[str], str | None]:
+    """The class names and where they came from: given, else declared by the reference model or the
+    conversion's model factory (its ``class_names`` attribute, as the zoo's ImageNet models do)."""
+    source = "given"
     if class_names is None:
-        return []
+        model = reference
+        if model is None and conversion is not None and conversion.source.get("kind") == "pytorch":
+            model = str(conversion.source.get("model", ""))
+        class_names = declared_class_names(model) if model is not None else None
+        source = f"declared by {model if isinstance(model, str) else type(model).__name__}"
+    if class_names is None:
+        return [], None
     if isinstance(class_names, (list, tuple)):
-        return [str(c) for c in class_names]
-    return read_class_names(class_names)
+        return [str(c) for c in class_names], source
+    return read_class_names(class_names), f"{source}: {class_names}"
 
 
 def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None) -> _Plan:

@@ -34,6 +34,10 @@ def _f(value: Any, digits: int = 4) -> str:
     return _e(value)
 
 
+def _none(value: Any) -> Any:
+    return "- (no such sample)" if value is None else value
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -65,7 +69,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}}th{
 .pass{{color:#fff;background:#2a7d2a;padding:4px 12px}}.fail{{color:#fff;background:#b22;padding:4px 12px}}
 .thumbs div{{display:inline-block;margin:4px;font-size:11px;text-align:center;width:110px}}
 .boxes div{{display:inline-block;margin:6px;font-size:11px;text-align:center;vertical-align:top}}
-.warn{{color:#8a5a00}}</style></head><body>
+.warn{{color:#8a5a00}}.thumbs div.confident{{outline:2px solid #b22}}</style></head><body>
 <h1>int8 verification: {_e(report.get('model', ''))}</h1>"""
 
 
@@ -122,22 +126,37 @@ def _outputs(report: dict) -> str:
 def _classification(report: dict, records: Sequence[dict]) -> str:
     c = report["classification"]
     thr = report.get("thresholds", {})
-    rows = [["top-1 agreement", _f(c["top1_agreement"]), thr.get("top1_agreement")],
-            ["top-5 agreement (float top-1 in int8 top-5)", _f(c["top5_agreement"]), thr.get("top5_agreement")]]
+    rows = [[f"top-1 agreement, all {c['samples']} samples", _f(c["top1_agreement"]), thr.get("top1_agreement")]]
+    if "confident_samples" in c:
+        rows += [[f"top-1 agreement where the float model is confident ({_e(c['confident_rule'])}): "
+                  f"{c['confident_samples']} samples", _f(_none(c["top1_agreement_confident"])),
+                  thr.get("top1_agreement_confident")],
+                 [f"top-1 agreement by margin ({_e(c['margin_rule'])}): {c['margin_samples']} samples",
+                  _f(_none(c["top1_agreement_margin"])), ""]]
+    rows.append(["top-5 agreement (float top-1 in int8 top-5)", _f(c["top5_agreement"]), thr.get("top5_agreement")])
     if "accuracy_float" in c:
         rows += [["accuracy float", _f(c["accuracy_float"]), ""], ["accuracy int8", _f(c["accuracy_int8"]), ""],
                  ["accuracy drop (points)", _f(c["accuracy_drop_points"], 2), thr.get("accuracy_drop_points")]]
     thumbs = {r["name"]: r.get("thumbnail") for r in records}
+    flips = c.get("disagreements", [])
     cells = []
-    for d in c.get("disagreements", [])[:MAX_THUMBS]:
+    for d in flips[:MAX_THUMBS]:
         img = thumbs.get(d["sample"])
         pic = f'<img alt="" src="data:image/png;base64,{img}"><br>' if img else ""
         fl = d["float_class"] or d["float_top1"]
         ql = d["int8_class"] or d["int8_top1"]
-        cells.append(f"<div>{pic}{_e(d['sample'])}<br>float {_e(fl)} → int8 {_e(ql)}</div>")
-    more = len(c.get("disagreements", [])) - MAX_THUMBS
-    return ("<h2>Classification</h2>" + _table(["metric", "value", "threshold"], rows)
-            + f"<h3>Samples where int8 changes the top-1 class ({len(c.get('disagreements', []))})</h3>"
+        p = f" (p {d['float_p']:.2f})" if "float_p" in d else ""
+        mark = ' class="confident"' if d.get("confident") else ""
+        cells.append(f"<div{mark}>{pic}{_e(d['sample'])}<br>float {_e(fl)}{p} → int8 {_e(ql)}</div>")
+    more = len(flips) - MAX_THUMBS
+    sure = sum(bool(d.get("confident")) for d in flips)
+    names = report.get("class_names")
+    where = (f"<p>Class names: {names['count']}, {_e(names['source'])}.</p>" if names else
+             "<p>No class names (give --class-names): classes are shown by index.</p>")
+    probs = f"<p>Probabilities: {_e(c['probabilities'])}.</p>" if "probabilities" in c else ""
+    return ("<h2>Classification</h2>" + _table(["metric", "value", "threshold"], rows) + probs + where
+            + f"<h3>Samples where int8 changes the top-1 class ({len(flips)}; {sure} where the float model was "
+              f"confident, framed red and shown first)</h3>"
             + f'<div class="thumbs">{"".join(cells)}</div>' + (f"<p>and {more} more</p>" if more > 0 else ""))
 
 

