@@ -42,21 +42,22 @@ def size_breakdown(path: Any) -> dict[str, int]:
 
 def run() -> dict:
     from tflite_int8 import Recipe, convert, load_conversion
-    from tflite_int8.data.readers import default_data_dir, open_reader
-    from tflite_int8.zoo.demo import DEMO_VIEWS, agreement, top1_agreement
+    from tflite_int8.data.readers import open_reader
+    from tflite_int8.zoo.demo import CALIB_VIEWS, agreement, demo_photos, top1_agreement
     from tflite_int8.zoo.models import DEMO_MODEL
 
     results = {}
+    calib, _ = demo_photos()  # the demo's calibration half of the bundled photos
     models = {"efficientnet-lite0": DEMO_MODEL, "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2"}
     with tempfile.TemporaryDirectory(prefix="bench-convert-") as tmp:
         tmp = Path(tmp)
         for name, model in models.items():
             (tmp / name).mkdir()
             t = time.perf_counter()
-            ours = convert(model, tmp / name / "ours", views=DEMO_VIEWS, recipe=Recipe())
+            ours = convert(model, tmp / name / "ours", data=calib, views=CALIB_VIEWS, recipe=Recipe())
             ours_wall = time.perf_counter() - t
             _, spec = load_conversion(ours.out_dir)
-            reader = open_reader(default_data_dir(), spec, views=DEMO_VIEWS, warn_few=False)
+            reader = open_reader(calib, spec, views=CALIB_VIEWS, warn_few=False)
             raw = np.concatenate([s.pixels[None].astype(np.float32) / 255.0 for s in reader])  # NHWC 0..1
             peer_wall, peer_files, peer_int8 = peer_oiqt(ours.out_dir / "model.onnx", raw, spec, tmp / name / "peer")
             demo = model == DEMO_MODEL  # top-1 on the 24 photos here; both models' accuracy: bench_accuracy

@@ -46,8 +46,22 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
 
 
 def demo_summary(result: dict[str, Any]) -> str:
-    conv = result["conversion"]
-    return conversion_summary(conv.report, str(conv.out_dir)) + "\n\n" + verify_summary(result["verification"])
+    """The conversion, the verification, and the headline: agreement on photos the calibration never saw."""
+    conv, checked = result["conversion"], result["verification"]
+    rep = checked.report
+    lines = [conversion_summary(conv.report, str(conv.out_dir)), "", verify_summary(checked), ""]
+    calib, held = result.get("calibration_photos", []), result.get("verification_photos", [])
+    shared = rep.get("hygiene", {}).get("shared_source_files")
+    lines.append(f"Held out: calibrated on {len(calib)} bundled photos ({conv.report['calibration']['samples']} "
+                 f"samples), verified on the other {len(held)} ({rep['data']['samples']} samples; "
+                 f"{shared if shared is not None else '?'} photos shared with calibration).")
+    c = rep.get("classification")
+    if c:
+        sure = c.get("top1_agreement_confident")
+        lines.append(f"int8 vs float top-1 agreement on them: {c['top1_agreement']:.1%} overall; "
+                     f"{'-' if sure is None else f'{sure:.1%}'} where the float model is confident "
+                     f"(top-1 probability >= 0.5, {c.get('confident_samples', 0)} samples)")
+    return "\n".join(lines)
 
 
 def verify_summary(result: Any) -> str:
