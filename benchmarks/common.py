@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import statistics
 import time
 from typing import Any, Callable
 
@@ -27,14 +26,10 @@ def machine() -> str:
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds of ``fn`` (the project's one timing rule: tflite_int8.portable.timing)."""
+    from tflite_int8.portable.timing import interleaved
+
+    return interleaved([fn], runs=repeats, warmup=warmup)[0]["median_ms"] / 1e3
 
 
 def peer_oiqt(onnx_path: Any, pixels01_nhwc: Any, spec: Any, work: Any) -> tuple[float, dict, Any]:
