@@ -245,4 +245,9 @@ def _short(row: dict) -> str:
 def _sizes(report: dict) -> str:
     rows = [[_e(r["file"]), _e(r["step"]), f"{r['bytes'] / 1e6:.2f} MB", _f(r["latency_ms_1_thread"], 2)]
             for r in report.get("sizes_latency", [])]
-    return "<h2>Size and latency</h2>" + _table(["file", "step", "size", "median invoke ms (1 thread)"], rows)
+    c = report.get("latency_conditions")
+    how = (f"<p>Median of {c['runs']} invokes after {c['warmup']} warm-up ones, {c['threads']} thread, "
+           f"{_e(c['delegate'])}, the files interleaved; CPU {_e(c['cpu']['name'])} ({c['cpu']['cores']} cores, "
+           f"int8 flags: {_e(', '.join(c['cpu']['int8_flags']) or 'none')}): int8/float32 ratios depend on "
+           f"them.</p>" if c else "")
+    return "<h2>Size and latency</h2>" + _table(["file", "step", "size", "median invoke ms (1 thread)"], rows) + how
