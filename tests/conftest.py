@@ -112,6 +112,22 @@ def tiny_det_naive(tmp_path_factory: pytest.TempPathFactory, det_data: Path):
                    data=det_data / "images", task="detect", head_fix=False)
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray instance for the whole session (2 CPUs, no dashboard, bound to 127.0.0.1), as `--ray` starts
+    one; commands given `--ray` use it (a connected process keeps its connection). Shut down at the end."""
+    import shutil
+
+    from tflite_int8.cluster import start
+
+    temp = start("local", num_cpus=2)
+    import ray
+
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(str(temp), ignore_errors=True)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

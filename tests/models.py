@@ -1,6 +1,9 @@
 """Tiny PyTorch models for the unit tests (seconds to convert)."""
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 from torch import nn
 
@@ -43,6 +46,27 @@ def tiny() -> nn.Module:
 tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
 TINY_CLASSES = ("circle", "square", "triangle", "star", "ring", "cross", "arrow", "heart", "moon", "drop")
 tiny.class_names = TINY_CLASSES  # type: ignore[attr-defined]  # verify finds them, as for the zoo's models
+
+
+class KillsItsWorkerOnce(nn.Module):
+    """tiny(), except that its first forward in a process other than the one that built it kills that process
+    (SIGKILL), once per ``marker`` file: a worker lost in the middle of its shard."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.net = tiny()
+        self.marker = str(marker)
+        self.home = os.getpid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.getpid() != self.home:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.net(x)
 
 
 def swallows_interrupt() -> nn.Module:

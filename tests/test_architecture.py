@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tflite_int8"
 # Lower number = lower layer. A module may import its own subpackage and any strictly lower layer.
 LAYERS = {
     "errors": 0, "progress": 0,
+    "cluster": 1,
     "portable": 1, "config": 2, "data": 3,
     "runtime": 4,
     "convert": 5,

@@ -14,11 +14,13 @@ from typing import Any
 from ..config.preprocess import PreprocessSpec, load_spec, preset
 from ..config.recipe import Recipe
 from ..config.thresholds import resolve_thresholds
+from ..convert.pipeline import ConversionResult
 from ..convert.pipeline import convert as run_convert
 from ..device import android
 from ..device.arm64 import arm64_check
 from ..recover.strategies import recover as run_recover
 from ..runtime.describe import compare, counts_text, describe
+from ..verify.core import VerifyResult
 from ..verify.core import verify as run_verify
 from ..zoo.demo import demo as run_demo
 from . import summaries
@@ -54,13 +56,7 @@ def spec_from_args(args: argparse.Namespace) -> PreprocessSpec | None:
 
 
 def convert(args: argparse.Namespace) -> int:
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
-    recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants, ranges=args.ranges)
-    result = run_convert(args.model, args.out, spec=spec_from_args(args), data=args.data, weights=args.weights,
-                         trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
-                         num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
-                         task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
-                         progress=args.progress)
+    result = convert_from_args(args)
     print(json.dumps(result.report, indent=2) if args.json else summaries.conversion_summary(result.report, args.out))
     return 0
 
@@ -72,6 +68,24 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
+    result = verify_from_args(args)
+    print(json.dumps(result.report, indent=2, default=str) if args.json else summaries.verify_summary(result))
+    return 0 if result.passed else 1
+
+
+def convert_from_args(args: argparse.Namespace) -> ConversionResult:
+    """convert's arguments -> the Python API's call (also what `batch` runs for each model)."""
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants, ranges=args.ranges)
+    return run_convert(args.model, args.out, spec=spec_from_args(args), data=args.data, weights=args.weights,
+                       trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
+                       num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
+                       task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
+                       progress=args.progress)
+
+
+def verify_from_args(args: argparse.Namespace) -> VerifyResult:
+    """verify's arguments -> the Python API's call (also what `batch` runs for each model)."""
     if args.target is None and (args.tflite is None or args.reference is None):
         raise UsageError("give a conversion folder, or --tflite and --reference")
     limits = resolve_thresholds(args.thresholds)
@@ -80,13 +94,19 @@ def verify(args: argparse.Namespace) -> int:
         if value is not None:
             limits[key] = value
     report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
-    result = run_verify(args.target, tflite=args.tflite, reference=args.reference, spec=spec_from_args(args),
-                        data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
-                        num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
-                        workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
-                        progress=args.progress)
-    print(json.dumps(result.report, indent=2, default=str) if args.json else summaries.verify_summary(result))
-    return 0 if result.passed else 1
+    return run_verify(args.target, tflite=args.tflite, reference=args.reference, spec=spec_from_args(args),
+                      data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
+                      num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
+                      workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
+                      progress=args.progress, ray=args.ray)
+
+
+def batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch  # here: batch parses with the parser, which names these handlers
+
+    doc = run_batch(args.zoo, args.out, ray=args.ray, force=args.force, progress=args.progress)
+    print(json.dumps(doc, indent=2) if args.json else summaries.batch_summary(doc, args.out))
+    return doc["exit_code"]
 
 
 def inspect(args: argparse.Namespace) -> int:
@@ -110,7 +130,8 @@ def recover(args: argparse.Namespace) -> int:
                          verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
-                         max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress)
+                         max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress,
+                         ray=args.ray)
     print(summaries.recovery_summary(result))
     return 0 if result.passed else 1
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..cluster import check_address
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
 from ..config.tasks import TASKS
 from ..config.thresholds import DEFAULTS as THRESHOLDS
+from ..errors import InputError
 from ..recover.strategies import MAX_LATENCY_RATIO
 from ..runtime.describe import VERDICTS
 from . import commands
@@ -31,6 +33,21 @@ def _size(text: str) -> tuple[int, int]:
     if len(vals) != 2 or min(vals) < 1:
         raise argparse.ArgumentTypeError(f"size must be N or HxW with positive numbers, got {text!r}")
     return (vals[0], vals[1])
+
+
+def _ray_address(text: str) -> str:
+    try:
+        return check_address(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (a value right after --ray is taken as its address: put --ray "
+                                         f"after the other arguments, or write --ray=local)") from None
+
+
+def _add_ray_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--ray", nargs="?", const="local", type=_ray_address, metavar="ADDRESS",
+                   help=f"run {what} as Ray tasks: alone, on a new Ray instance on this machine (loopback only); "
+                        "auto: the cluster started with `ray start --head`; HOST:PORT or ray://HOST:PORT: that "
+                        "cluster. Needs the extra: pip install 'tflite-int8[ray]'")
 
 
 def _choices(table: Any) -> str:
@@ -72,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 unless the model's verdict is this one (for CI scripts)")
     i.set_defaults(handler=commands.inspect)
     _add_recover(sub)
+    _add_batch(sub)
     _add_android(sub)
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # name -> sub-parser (batch reads their options)
     return parser
 
 
@@ -125,6 +144,7 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(tuple(TASKS)))
     v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
+    _add_ray_arg(v, "the samples (shards of them)")
     v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
     v.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the defaults")
     for flag, (key, helptext) in commands.THRESHOLD_FLAGS.items():
@@ -155,9 +175,21 @@ def _add_recover(sub: Any) -> None:
                    help=f"a strategy whose file is more than R times slower than the baseline int8 file (1 thread, "
                         f"XNNPACK, timed in the same run) cannot win; it is still shown with its cost (default "
                         f"{MAX_LATENCY_RATIO:g}: int16x8, tens of times slower, does not win)")
+    _add_ray_arg(r, "the strategies that follow the baseline (concurrently; same winner as without)")
     r.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_preprocess_args(r)
     r.set_defaults(handler=commands.recover)
+
+
+def _add_batch(sub: Any) -> None:
+    b = sub.add_parser("batch", help="convert and verify every model of a zoo file (TOML): one folder each, one table")
+    b.add_argument("zoo", help="ZOO.toml: [defaults] and [models.NAME] tables whose keys are convert's options, "
+                               "each with a .verify table of verify's options (see the README)")
+    b.add_argument("-o", "--out", required=True, help="output directory: one folder per model, batch.json")
+    b.add_argument("--force", action="store_true", help="replace an existing output directory")
+    b.add_argument("--json", action="store_true", help="print batch.json instead of the table")
+    _add_ray_arg(b, "the models (one task each)")
+    b.set_defaults(handler=commands.batch)
 
 
 def _add_android(sub: Any) -> None:

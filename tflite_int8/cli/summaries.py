@@ -67,6 +67,8 @@ def demo_summary(result: dict[str, Any]) -> str:
 def verify_summary(result: Any) -> str:
     rep = result.report
     lines = [f"Verification of {rep['model']} against {rep['reference']}: {rep['data']['description']}"]
+    if rep["data"].get("ray"):
+        lines.append(ray_line(rep["data"]["ray"]))
     lines.append(f"{'step':16} {'vs':16} {'output':20} {'mean cos':>10} {'min cos':>10} {'SQNR dB':>8} {'max err':>10}")
     for st in rep["stages"]:
         if "skipped" in st:
@@ -127,6 +129,17 @@ def classification_lines(c: dict[str, Any], names: dict[str, Any] | None, flips:
         if len(d) > flips:
             lines.append(f"      ... and {len(d) - flips} more (report.json, report.html)")
     return lines
+
+
+def ray_line(where: dict[str, Any]) -> str:
+    """Where the Ray tasks ran, and which shards Ray ran again after losing their worker."""
+    line = (f"ran on Ray at {where['address']} ({where['nodes']} node(s), {where['cpus']} CPUs): "
+            f"{where['shards']} shards")
+    retried = where.get("retried", [])
+    if retried:
+        line += "; retried after losing their worker: " + ", ".join(
+            f"shard {r['shard']} (samples {r['samples'][0]}-{r['samples'][1]}, {r['attempts']} attempts)" for r in retried)
+    return line
 
 
 def inspect_summary(info: dict[str, Any]) -> str:
@@ -236,4 +249,26 @@ def recovery_summary(result: Any) -> str:
     else:
         within = " within the latency budget" if over else ""
         lines.append(f"no strategy passed{within}; every attempt is in {result.out_dir} (recovery.json)")
+    return "\n".join(lines)
+
+
+def batch_summary(doc: dict[str, Any], out_dir: str) -> str:
+    """The model table of ``batch``, the worst result last."""
+    lines = [f"{'model':20} {'result':14} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'s':>6}  note"]
+    for r in doc["models"]:
+        top1 = f"{r['top1_agreement']:.1%}" if r.get("top1_agreement") is not None else "-"
+        cos = f"{r['cosine']:8.4f}" if r.get("cosine") is not None else f"{'-':>8}"
+        sqnr = f"{r['sqnr_db']:8.1f}" if r.get("sqnr_db") is not None else f"{'-':>8}"
+        size = f"{r['int8_bytes'] / 1e6:6.2f}" if r.get("int8_bytes") else f"{'-':>6}"
+        note = (f"{r['stage']}: {r['error']}" if r.get("error") else "; ".join(r.get("failures", [])))
+        lines.append(f"{r['model'][:20]:20} {r['status']:14} {top1:>7} {cos} {sqnr} {size} {r['seconds']:6.1f}  "
+                     f"{note.splitlines()[0][:160] if note else ''}")
+    for r in doc["models"]:
+        lines += [f"warning ({r['model']}): {w}" for w in r.get("warnings", [])]
+    worst = {0: "every model passed", 1: "a check failed", 2: "a model had bad input or did not convert"}
+    lines.append(f"exit code {doc['exit_code']} ({worst[doc['exit_code']]}); one folder per model and batch.json in "
+                 f"{out_dir}")
+    if doc["executor"].get("executor") == "ray":
+        where = doc["executor"]
+        lines.append(f"ran on Ray at {where['address']} ({where['nodes']} node(s), {where['cpus']} CPUs)")
     return "\n".join(lines)

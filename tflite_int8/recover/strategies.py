@@ -34,9 +34,11 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ..cluster import check_ray, executor
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import MIXED_FLOAT, Recipe
 from ..convert import converter
@@ -51,6 +53,7 @@ from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.reference import declared_class_names
 from ..verify.core import verify
 from .bias_correction import bias_correct
+from .concurrent import attempts_in_order
 from .weight_rounding import round_weights
 
 MSE = Recipe(ranges="mse")
@@ -218,11 +221,13 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
-            progress: Progress | None = None) -> RecoveryResult:
+            progress: Progress | None = None, ray: str | None = None) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
-    (None: no budget).  See the module docstring.
+    (None: no budget).  ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the
+    baseline at once (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be
+    on a filesystem every node shares.  See the module docstring.
     """
     out = Path(out_dir)
     check_destination(out, force)
@@ -233,21 +238,17 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     # class names declared by the model (a zoo factory's ImageNet list): the later attempts start from ONNX files
     checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
                   task=task, class_names=declared_class_names(model))
-    attempts: list[dict[str, Any]] = []
-    with staging(out, force) as stage:
+    if ray is not None:
+        check_ray(ray)
+    with staging(out, force) as stage, executor(ray) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio)
-        for strategy in STRATEGIES:
-            if strategy.needs_consent and not allow_float_ops:
-                continue
-            with step(progress, f"recover: {strategy.name}"):
-                row = _try(strategy, ctx, checks, diagnose=strategy.name == "baseline" and allow_float_ops)
-            if row is None:
-                continue
-            attempts.append(row)
-            if strategy.name == "baseline":
-                ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
-            if winner(attempts) is not None:
-                break
+        todo = [s for s in STRATEGIES if allow_float_ops or not s.needs_consent]
+        rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
+        ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
+        if winner(rows) is None:  # the others do not depend on each other: with ray, at once
+            rows += attempts_in_order(todo[1:], partial(_stepped, checks=checks, diagnose=False), ctx, ex,
+                                      stop=lambda row: row is not None and winner([row]) is not None)
+        attempts = [r for r in rows if r is not None]
         won = winner(attempts)
         (stage / "recovery.json").write_text(dump_json({
             "winner": won, "passed": won is not None, "full_integer": won not in (None, "float-fallback"),
@@ -258,6 +259,11 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 def winner(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """The winning strategy: the first row, in table order, that passed verification within the latency budget."""
     return next((r["strategy"] for r in rows if r["passed"] and r.get("within_budget", False)), None)
+
+
+def _stepped(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: bool) -> dict[str, Any] | None:
+    with step(ctx.progress, f"recover: {strategy.name}"):
+        return _try(strategy, ctx, checks, diagnose)
 
 
 def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: bool) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..cluster import check_ray
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
 from ..config.thresholds import check_outputs, resolve_thresholds
@@ -34,6 +35,7 @@ from ..runtime.reference import declared_class_names
 from ..runtime.versions import versions
 from .detection import DetectionTask, read_coco
 from .diagnose import diagnose
+from .distributed import run_ladder_on_ray
 from .engines import EngineSpec, reference_spec, shared_output_names
 from .html import render
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
@@ -68,15 +70,21 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
            class_names: str | Path | Sequence[str] | None = None, views: int = 1, num_samples: int | None = None,
            seed: int = 0, task: str = "auto", thresholds: Mapping[str, float] | str | Path | None = None,
            workers: int = 1, layers: bool = True, report_dir: str | Path | None = None, force: bool = False,
-           progress: Progress | None = None) -> VerifyResult:
+           progress: Progress | None = None, ray: str | None = None) -> VerifyResult:
     """Verify an int8 model against its float reference; write reports into ``report_dir``.
 
     Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).
     ``labels``: a CSV ``file,label``, a root of class folders, a {file: class} mapping or a list in sample order.
+    ``ray``: run the samples as Ray tasks on this cluster (:mod:`.distributed`; ``local``, ``auto``, an address)
+    instead of ``workers`` local processes.
     """
     t0 = time.perf_counter()
     if workers < 1:
         raise InputError(f"workers must be at least 1, got {workers}")
+    if ray is not None and workers > 1:
+        raise InputError("give either workers (processes on this machine) or ray (tasks on a Ray cluster), not both")
+    if ray is not None:
+        check_ray(ray)
     limits = resolve_thresholds(thresholds)
     plan = _plan(target, tflite, reference, spec)
     out_dir = Path(report_dir) if report_dir is not None else None
@@ -111,7 +119,10 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             else:
                 the_task = choose_task(task, shapes, names)
             job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
-            records = run_ladder(job, reader, workers=workers, progress=progress)
+            if ray is None:
+                records, cluster = run_ladder(job, reader, workers=workers, progress=progress), None
+            else:
+                records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
             sizes = _sizes_latency(plan)
         label_list = _labels_in_order(labels, records)
@@ -120,6 +131,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         report["sizes_latency"], report["latency_conditions"] = sizes, conditions()
         if names:
             report["class_names"] = {"count": len(names), "source": names_from}
+        if cluster is not None:
+            report["data"]["ray"] = cluster
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
         report["passed"], report["failures"] = not failures, failures
         report["seconds"] = round(time.perf_counter() - t0, 2)

@@ -93,7 +93,8 @@ def _thumbnail(pixels: np.ndarray | None) -> str | None:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _worker(job: LadderJob, reader: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
+def run_shard(job: LadderJob, reader: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The records of these samples (a worker's share), indexed as in the whole reader."""
     records = run_samples(job, reader.subset(indices))
     for rec, idx in zip(records, indices):
         rec["index"] = int(idx)
@@ -118,7 +119,7 @@ def run_ladder(job: LadderJob, reader: Any, *, workers: int = 1,
 
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_worker, job, reader, c): len(c) for c in chunks}
+                futures = {pool.submit(run_shard, job, reader, c): len(c) for c in chunks}
                 for fut in as_completed(futures):
                     records.extend(fut.result())
                     if bar is not None:
