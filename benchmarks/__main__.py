@@ -7,7 +7,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks import (bench_accuracy, bench_adapter, bench_convert, bench_detector, bench_latency,  # noqa: E402
-                        bench_perf, bench_recover)
+                        bench_perf, bench_ray, bench_recover)
 from benchmarks.common import machine  # noqa: E402
 
 
@@ -99,6 +99,7 @@ def main() -> None:
     fmnist = bench_accuracy.run_fashion_mnist()
     detector = bench_detector.run()
     perf = bench_perf.run()
+    on_ray = bench_ray.run()
     recovery = bench_recover.run()  # last: its latency column is indicative only (int16x8 runs unaccelerated)
     lines = ["# Benchmarks", "", "Produced by `.venv/bin/python -m benchmarks` (rewrites this file). Machines here are",
              "shared and noisy: compare the ratios, measured in the same run, not absolute times.", "",
@@ -168,6 +169,8 @@ def main() -> None:
               "(300 samples); goal top-1 agreement >= 95 % and logits cosine >= 0.99, full-integer.", ""]
     lines += bench_recover.table(recovery)
     lines += ["## Calibration memory and verifier throughput (EfficientNet-Lite0)", ""] + bench_perf.table(perf)
+    lines += ["## verify on Ray vs this machine (EfficientNet-Lite0), and ImageNet-val on paper", ""]
+    lines += bench_ray.table(on_ray)
     Path(__file__).resolve().parent.parent.joinpath("BENCHMARKS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
