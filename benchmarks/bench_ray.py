@@ -11,6 +11,7 @@ on 64 cores.  The records' size (the driver holds them all for the reports) is m
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import shutil
 import tempfile
@@ -86,7 +87,10 @@ def run() -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> list[str]:
+    from tflite_int8.verify.distributed import MAX_SHARD
+
     s, q, p = r["seconds"], r["samples_per_s"], r["paper"]
+    shards = max(2 * p["cores"], math.ceil(p["samples"] / MAX_SHARD))
     met = r["ray_cold_vs_workers"] >= 0.9
     return [
         f"{r['samples']} samples (24 bundled photos x {VIEWS} views), EfficientNet-Lite0 int8 vs its float32 TFLite, "
@@ -107,7 +111,8 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{p['one_core_h']:.1f} h on one core; {p['ideal_min']:.1f} min on {p['cores']} cores if they scale "
         f"perfectly, {p['at_measured_efficiency_min']:.1f} min at the efficiency Ray reached here on 2 CPUs "
         f"({r['ray_efficiency_2_cpus']:.0%} of 2x one process), plus the cluster's start and each shard's model "
-        f"loading (shards of at most 1,000 samples: 250 tasks, about 4 per core). The images must be on a "
+        f"loading (shards of at most {MAX_SHARD:,} samples: {shards} tasks, about {shards / p['cores']:.0f} per "
+        f"core). The images must be on a "
         f"filesystem every node reads (6.4 GB). The driver holds every sample's record for the reports: "
         f"{p['record_bytes'] / 1e3:.1f} kB each here (with its thumbnail), {p['records_gb']:.1f} GB for "
         f"{p['samples']:,} samples.", ""]

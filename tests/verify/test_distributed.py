@@ -8,6 +8,7 @@ import pytest
 from tests.models import TINY_SPEC, KillsItsWorkerOnce
 from tflite_int8 import verify
 from tflite_int8.cli import main
+from tflite_int8.cli.summaries import ray_line
 from tflite_int8.convert.record import read_conversion
 from tflite_int8.errors import InputError
 from tflite_int8.data.readers import open_reader
@@ -58,6 +59,8 @@ def test_a_killed_worker_is_retried_and_changes_nothing(ray_cluster, tiny_conver
     assert len(retried) == 1 and retried[0]["attempts"] == 2, retried
     first, last = retried[0]["samples"]
     assert 0 <= first <= last < remote["data"]["samples"]
+    assert (f"retried after losing their worker: shard {retried[0]['shard']} (samples {first}-{last}, 2 attempts)"
+            in ray_line(remote["data"]["ray"]))  # what the verify summary prints
     local = verify(reference=reference, **common).report  # the marker exists: nothing dies any more
     for key in ("outputs", "stages", "classification"):
         assert remote[key] == local[key], key
