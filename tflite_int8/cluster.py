@@ -35,7 +35,11 @@ EXTRA = "pip install 'tflite-int8[ray]'"
 _ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d+)$")
 # Ray reads these when it is imported and when it starts its processes: the single-machine mode binds every
 # process to 127.0.0.1 (otherwise to the machine's network address); usage statistics would be sent home.
-_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# RAY_AUTH_MODE=disabled: no token file written into the user's ~/.ray. HOME points, while Ray starts its
+# processes (which keep it), at the instance's own folder holding an empty ray_bootstrap_config.yaml: without
+# that file Ray's dashboard head probes cloud metadata services (169.254.169.254, metadata.google.internal)
+# even with usage statistics off.
+_LOCAL_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 @dataclass
@@ -137,10 +141,12 @@ def start(address: str = "local", *, num_cpus: int | None = None) -> str | None:
     ``ray.shutdown()``."""
     check_ray(address)
     local = address == "local"
-    saved = {k: os.environ.get(k) for k in _LOCAL_ONLY}
+    saved = {k: os.environ.get(k) for k in (*_LOCAL_ONLY, "HOME")}
     temp = tempfile.mkdtemp(prefix="tflite-int8-ray-") if local else None
     if local:
-        os.environ.update(_LOCAL_ONLY)
+        with open(os.path.join(temp, "ray_bootstrap_config.yaml"), "w") as f:
+            f.write("{}\n")
+        os.environ.update(_LOCAL_ONLY, HOME=temp)
     try:
         ray = import_ray()
         options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
