@@ -131,3 +131,63 @@ def ray_cluster():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# -- inputs of any number and rank: conversions shared by the convert, runtime and verify tests ------------
+
+def _arrays(folder: Path, name: str, seed: int, **shapes: tuple[int, ...]) -> Path:
+    """Random float inputs (one array per input name) in ``folder/name`` (.npz, or .npy for one unnamed array)."""
+    rng = np.random.default_rng(seed)
+    arrays = {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()}
+    path = folder / name
+    if path.suffix == ".npy":
+        np.save(path, next(iter(arrays.values())))
+    else:
+        np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="session")
+def kinds_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Calibration (seed 0) and held-out verification (seed 1) arrays for the input-kind models."""
+    d = tmp_path_factory.mktemp("kinds_data")
+    for split, seed in (("calib", 0), ("verify", 1)):
+        _arrays(d, f"two_{split}.npz", seed, image=(24, 3, 32, 32), feats=(24, 16))
+        _arrays(d, f"audio_{split}.npy", seed, wave=(24, 1, 4000))
+        _arrays(d, f"tabular_{split}.npy", seed, features=(32, 32))
+        _arrays(d, f"sequence_{split}.npy", seed, frames=(24, 50, 40))
+        _arrays(d, f"feats_{split}.npy", seed, feats=(24, 16))
+    return d
+
+
+@pytest.fixture(scope="session")
+def two_input_conversion(tmp_path_factory: pytest.TempPathFactory, kinds_data: Path):
+    """tests.models:two_inputs (image + feature vector), calibrated from one .npz."""
+    from tests.models import two_inputs
+
+    return convert(two_inputs(), tmp_path_factory.mktemp("kinds") / "two", data=kinds_data / "two_calib.npz")
+
+
+@pytest.fixture(scope="session")
+def face_conversion(tmp_path_factory: pytest.TempPathFactory, photos: Path):
+    """tests.models:face_boxes: outputs named box, landmarks, prob (a dict), 24x24 crops of the photos."""
+    from tflite_int8 import PreprocessSpec
+
+    return convert("tests.models:face_boxes", tmp_path_factory.mktemp("kinds") / "face",
+                   spec=PreprocessSpec(size=(24, 24), resize="stretch"), data=photos)
+
+
+@pytest.fixture(scope="session")
+def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests.models:two_outputs as an ONNX file with symbolic batch, height and width (input 'images',
+    outputs 'features' [N, 4, H, W] and 'logits' [N, 3])."""
+    import torch
+
+    from tests.models import two_outputs
+
+    path = tmp_path_factory.mktemp("kinds") / "dynamic.onnx"
+    torch.onnx.export(two_outputs(), (torch.zeros(1, 3, 32, 32),), str(path), input_names=["images"],
+                      output_names=["features", "logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch", 2: "h",
+                                    3: "w"}, "logits": {0: "batch"}})
+    return path

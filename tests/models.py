@@ -165,3 +165,98 @@ def tiny_detector_v8() -> nn.Module:
 
 tiny_detector.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
 tiny_detector_v8.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
+# -- inputs of any number and rank (issue 18): each converts full-integer from its own kind of data --------
+
+class TwoInputs(nn.Module):
+    """An image and a feature vector (e.g. a crop and its metadata): ``forward(image, feats)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                  nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, image: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.conv(image).mean(dim=(2, 3)), self.fc(feats)], dim=1))
+
+
+def two_inputs() -> nn.Module:
+    torch.manual_seed(3)
+    return TwoInputs().eval()
+
+
+class Audio1d(nn.Module):
+    """Raw audio ``[1, 1, L]`` -> 4 class logits (strided Conv1d, mean over time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(1, 8, 9, stride=4, padding=4), nn.ReLU(),
+                                  nn.Conv1d(8, 16, 9, stride=4, padding=4), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(wave).mean(dim=2))
+
+
+def audio() -> nn.Module:
+    torch.manual_seed(4)
+    return Audio1d().eval()
+
+
+class Tabular(nn.Module):
+    """``[1, 32]`` features -> 3 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+
+def tabular() -> nn.Module:
+    torch.manual_seed(5)
+    return Tabular().eval()
+
+
+class SequenceNet(nn.Module):
+    """``[1, 50, 40]`` (time, features) -> ``[1, 50, 6]`` per-step logits: Linear, Conv1d over time, Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(40, 32)
+        self.conv = nn.Conv1d(32, 32, 5, padding=2)
+        self.out = nn.Linear(32, 6)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.embed(frames))
+        h = torch.relu(self.conv(h.transpose(1, 2))).transpose(1, 2)
+        return self.out(h)
+
+
+def sequence() -> nn.Module:
+    torch.manual_seed(6)
+    return SequenceNet().eval()
+
+
+class FaceBoxes(nn.Module):
+    """A face-cascade stage (24x24 crop): named outputs ``box`` [1, 4], ``landmarks`` [1, 10], ``prob`` [1, 2]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(32 * 6 * 6, 64), nn.ReLU())
+        self.box, self.landmarks, self.prob = nn.Linear(64, 4), nn.Linear(64, 10), nn.Linear(64, 2)
+
+    def forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.fc(self.body(crop))
+        return {"box": self.box(h), "landmarks": self.landmarks(h), "prob": torch.softmax(self.prob(h), dim=1)}
+
+
+def face_boxes() -> nn.Module:
+    torch.manual_seed(7)
+    return FaceBoxes().eval()

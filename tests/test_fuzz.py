@@ -63,7 +63,7 @@ def test_runner_any_array(tiny_runner, shape, dtype, fill):
             out = tiny_runner(x)
     except Int8Error:
         return
-    assert out["output_0"].dtype == np.float32 and np.all(np.isfinite(out["output_0"]))
+    assert out["output"].dtype == np.float32 and np.all(np.isfinite(out["output"]))
 
 
 def _png(w: int, h: int, mode: str) -> bytes:

@@ -37,7 +37,7 @@ def test_full_integer(assert_full_integer):
 @pytest.mark.tflite_model(INT8)
 def test_runner_from_marker(tflite_runner):
     out = tflite_runner(np.zeros((1, 3, 32, 32), np.float32))  # the folder's conversion.json gives NCHW
-    assert out["output_0"].shape == (1, 10) and out["output_0"].dtype == np.float32
+    assert out["output"].shape == (1, 10) and out["output"].dtype == np.float32
 """, "--rootdir", str(pytester.path))
     result.assert_outcomes(passed=4)
 
@@ -57,8 +57,8 @@ def test_float_file_is_not_full_integer(assert_full_integer):
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "int8 parity failed for model_int8.tflite on 6 samples" in out
-    assert "cosine of output 'output_0': mean 0.99" in out and "short by" in out and "worst samples: #" in out
-    assert "max_abs_err of output 'output_0'" in out and "> 1e-06" in out
+    assert "cosine of output 'output': mean 0.99" in out and "short by" in out and "worst samples: #" in out
+    assert "max_abs_err of output 'output'" in out and "> 1e-06" in out
     assert "model_float32.tflite is not full-integer: it is float32" in out and "Float ops: #" in out
 
 
@@ -67,7 +67,7 @@ def test_runner_from_option_and_ini(pytester, tiny_conversion):
 import numpy as np
 
 def test_runner(tflite_runner):
-    assert tflite_runner.output_names == ["output_0"]
+    assert tflite_runner.output_names == ["output"]
 """
     _run(pytester, source, f"--tflite-model={tiny_conversion.int8_path}").assert_outcomes(passed=1)
     pytester.makeini(f"[pytest]\ntflite_model = {tiny_conversion.int8_path}\n")

@@ -101,9 +101,38 @@ def _one_d(tmp: Path, ctx: Any) -> tuple:
 
 
 def _dynamic(tmp: Path, ctx: Any) -> tuple:
-    p = _onnx_graph(tmp, [helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 3, "h", "w"])],
-                    [_vi("y", [1, 3, "h", "w"])])
+    """A dynamic dimension neither --size nor the data can fix (the channels): refused, naming --input-shape."""
+    p = _onnx_graph(tmp, [helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, "c", 32, 32])],
+                    [_vi("y", [1, "c", 32, 32])])
     return _convert(p, tmp, ctx)
+
+
+def _two_inputs_pt(tmp: Path, ctx: Any, **kw: Any) -> tuple:
+    """tests.models:two_inputs (image, feats) with the given data/shapes; fails before any conversion work."""
+    data = kw.pop("data")
+    shapes = kw.pop("input_shapes", None)
+    argv = ["convert", "tests.models:two_inputs", "-o", str(tmp / "out"), *TINY]
+    argv += [a for d in (data if isinstance(data, list) else [data]) for a in ("--data", str(d))]
+    argv += [a for n, dims in (shapes or {}).items() for a in ("--input-shape", f"{n}:{','.join(map(str, dims))}")]
+    api_data = data if not isinstance(data, list) else {"": [str(d) for d in data]}
+    return argv, lambda: convert("tests.models:two_inputs", tmp / "out", spec=PreprocessSpec(size=(32, 32)),
+                                 data=api_data, input_shapes=shapes)
+
+
+def _npz(tmp: Path, **arrays: np.ndarray) -> Path:
+    np.savez(tmp / "data.npz", **arrays)
+    return tmp / "data.npz"
+
+
+FEATS = np.zeros((4, 16), np.float32)
+IMAGES = np.zeros((4, 3, 32, 32), np.float32)
+
+
+def _with_shape(made: tuple, name: str, dims: tuple, tmp: Path) -> tuple:
+    argv, _ = made
+    model = Path(argv[1])
+    return ([*argv, "--input-shape", f"{name}:{','.join(map(str, dims))}"],
+            lambda: convert(model, tmp / "out", spec=PreprocessSpec(size=(32, 32)), input_shapes={name: dims}))
 
 
 def _lppool(tmp: Path, ctx: Any) -> tuple:
@@ -159,9 +188,22 @@ CASES = [
     Case("garbage ONNX", InputError, 2, "not a valid ONNX", lambda t, c: _convert(_onnx_bytes(t, b"\x00junk" * 50),
                                                                                   t, c)),
     Case("ONNX op onnx2tf cannot translate (LpPool)", UnsupportedOpError, 2, "LpPool", _lppool),
-    Case("ONNX with dynamic H/W", InputError, 2, "dynamic", _dynamic),
-    Case("model with 2 inputs", InputError, 2, "2 inputs", _two_inputs),
-    Case("non-image (1-D) input", InputError, 2, "the model input is [1, 16]", _one_d),
+    Case("ONNX with a dynamic dim --size cannot fix", InputError, 2, "give it with --input-shape x:1,<c>,32,32",
+         _dynamic),
+    Case("model with 2 image inputs, one folder", InputError, 2, "2 inputs", _two_inputs),
+    Case("non-image (1-D) input fed photos", InputError, 2, "is not an image input: give its data as a .npy (N, 16)",
+         _one_d),
+    Case("--input-shape names no input", InputError, 2, "--input-shape names 'feat', which",
+         lambda t, c: _two_inputs_pt(t, c, data=_npz(t, image=IMAGES, feats=FEATS), input_shapes={"feat": (1, 16)})),
+    Case(".npz missing an input", InputError, 2, "no data for input(s) feats",
+         lambda t, c: _two_inputs_pt(t, c, data=_npz(t, image=IMAGES, features=FEATS))),
+    Case("two-input model given one .npy", InputError, 2, "a .npy holds the data of one input",
+         lambda t, c: _two_inputs_pt(t, c, data=_npy(t, FEATS))),
+    Case("input of the wrong rank in the .npz", InputError, 2, "data.npz['feats']: samples have shape (16, 1), the "
+         "model input 'feats' needs (16,)", lambda t, c: _two_inputs_pt(
+             t, c, data=_npz(t, image=IMAGES, feats=FEATS[..., None]), input_shapes={"feats": (1, 16)})),
+    Case("--input-shape of the wrong rank for an ONNX input", InputError, 2, "has rank 4 [1, c, 32, 32]; "
+         "--input-shape gives 3 dims", lambda t, c: _with_shape(_dynamic(t, c), "x", (1, 3, 32), t)),
     Case("a .tflite given as the model to convert", AlreadyQuantizedError, 2, "already a TFLite model",
          _tflite_as_model),
     Case("empty .tflite to verify", InputError, 2, "is empty", lambda t, c: _verify_tflite(t, c, b"")),

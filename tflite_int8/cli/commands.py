@@ -44,6 +44,8 @@ class UsageError(Exception):
 
 
 def spec_from_args(args: argparse.Namespace) -> PreprocessSpec | None:
+    """The image inputs' preprocessing from the flags (None: none given). Without --size (or a preset/spec file
+    that has one) the size is the model's own."""
     if args.preset and args.spec:
         raise UsageError("give either --preset or --spec, not both")
     base = preset(args.preset) if args.preset else load_spec(args.spec) if args.spec else None
@@ -52,7 +54,35 @@ def spec_from_args(args: argparse.Namespace) -> PreprocessSpec | None:
                      pixel_max=args.pixel_max)
     if base is None and not any(v is not None for v in overrides.values()):
         return None
-    return (base or PreprocessSpec()).with_overrides(**overrides)
+    return (base or PreprocessSpec(size=None)).with_overrides(**overrides)
+
+
+def data_from_args(values: list[str] | None) -> Any:
+    """``--data`` values: one path as it is; several (or NAME=PATH) as {input name: path}, unnamed under ''."""
+    if not values:
+        return None
+    named: dict[str, Any] = {}
+    unnamed = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        if sep and name and not os.path.exists(v):
+            if name in named:
+                raise UsageError(f"--data gives input '{name}' twice")
+            named[name] = path
+        else:
+            unnamed.append(v)
+    if not named and len(unnamed) == 1:
+        return unnamed[0]
+    return {**named, **({"": unnamed} if unnamed else {})}
+
+
+def shapes_from_args(values: list[tuple[str, tuple[int, ...]]] | None) -> dict[str, tuple[int, ...]] | None:
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, dims in values or []:
+        if name in shapes and shapes[name] != dims:
+            raise UsageError(f"--input-shape gives input '{name}' twice ({list(shapes[name])} and {list(dims)})")
+        shapes[name] = dims
+    return shapes or None
 
 
 def convert(args: argparse.Namespace) -> int:
@@ -77,11 +107,12 @@ def convert_from_args(args: argparse.Namespace) -> ConversionResult:
     """convert's arguments -> the Python API's call (also what `batch` runs for each model)."""
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants, ranges=args.ranges)
-    return run_convert(args.model, args.out, spec=spec_from_args(args), data=args.data, weights=args.weights,
-                       trust_checkpoint=args.trust_checkpoint, allow_partial_weights=args.allow_partial_weights,
-                       num_samples=args.num_samples, views=args.views, seed=args.seed, recipe=recipe,
-                       task=args.task, head_fix=not args.no_head_fix, decode=args.decode, force=args.force,
-                       progress=args.progress)
+    return run_convert(args.model, args.out, spec=spec_from_args(args), data=data_from_args(args.data),
+                       weights=args.weights, trust_checkpoint=args.trust_checkpoint,
+                       allow_partial_weights=args.allow_partial_weights, num_samples=args.num_samples,
+                       views=args.views, seed=args.seed, recipe=recipe, task=args.task,
+                       head_fix=not args.no_head_fix, decode=args.decode,
+                       input_shapes=shapes_from_args(args.input_shape), force=args.force, progress=args.progress)
 
 
 def verify_from_args(args: argparse.Namespace) -> VerifyResult:
@@ -95,7 +126,7 @@ def verify_from_args(args: argparse.Namespace) -> VerifyResult:
             limits[key] = value
     report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
     return run_verify(args.target, tflite=args.tflite, reference=args.reference, spec=spec_from_args(args),
-                      data=args.data, labels=args.labels, class_names=args.class_names, views=args.views,
+                      data=data_from_args(args.data), labels=args.labels, class_names=args.class_names, views=args.views,
                       num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
                       workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
                       progress=args.progress, ray=args.ray)
@@ -126,8 +157,9 @@ def inspect(args: argparse.Namespace) -> int:
 
 
 def recover(args: argparse.Namespace) -> int:
-    result = run_recover(args.model, args.out, spec=spec_from_args(args), data=args.data, views=args.views,
-                         verify_data=args.verify_data, verify_views=args.verify_views, seed=args.seed,
+    result = run_recover(args.model, args.out, spec=spec_from_args(args), data=data_from_args(args.data),
+                         views=args.views, verify_data=data_from_args(args.verify_data),
+                         verify_views=args.verify_views, seed=args.seed, input_shapes=shapes_from_args(args.input_shape),
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress,

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from ..cluster import check_address
+from ..config.inputs import parse_input_shape
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
 from ..config.tasks import TASKS
@@ -50,6 +51,19 @@ def _add_ray_arg(p: argparse.ArgumentParser, what: str) -> None:
                         "cluster. Needs the extra: pip install 'tflite-int8[ray]'")
 
 
+def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    try:
+        return parse_input_shape(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+DATA_HELP = ("a folder of images (image inputs), a .npy (N, ...) of preprocessed inputs (one input), a .npz with one "
+             "array per input name; repeatable, NAME=PATH gives one input's data")
+SHAPE_HELP = ("NAME:D1,D2,... fixes an input's shape (dynamic dimensions of an ONNX file; a PyTorch input's "
+              "shape); repeatable. Default: the model's own static shape (image inputs: --size)")
+
+
 def _choices(table: Any) -> str:
     return ", ".join(table)
 
@@ -58,7 +72,7 @@ def _add_preprocess_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (overrides the preset or --spec file)")
     g.add_argument("--preset", help=f"built-in spec: {_choices(PRESETS)}")
     g.add_argument("--spec", help="preprocessing spec file (.toml or .json)")
-    g.add_argument("--size", type=_size, help="input size: N or HxW")
+    g.add_argument("--size", type=_size, help="image input size: N or HxW (default: the model's own)")
     g.add_argument("--resize", choices=RESIZE_MODES)
     g.add_argument("--mean", type=_floats, help="per-channel mean in units of pixel/pixel-max, e.g. 0.485,0.456,0.406")
     g.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
@@ -104,8 +118,9 @@ def _add_convert(sub: Any) -> None:
                    help="allow checkpoints that contain pickled Python objects (runs code from the file)")
     c.add_argument("--allow-partial-weights", action="store_true",
                    help="convert even when conv/linear weights are missing from the checkpoint")
-    c.add_argument("--data", help="calibration data: a folder of images or a .npy of preprocessed inputs "
-                                  "(default: the bundled representative_data/)")
+    c.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                   help=f"calibration data: {DATA_HELP} (default: the bundled representative_data/)")
+    c.add_argument("--input-shape", action="append", type=_input_shape, metavar="NAME:DIMS", help=SHAPE_HELP)
     c.add_argument("--num-samples", type=int, help="calibration samples to use (default: all)")
     c.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
     c.add_argument("--seed", type=int, default=0)
@@ -135,7 +150,8 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--tflite", help="the int8 .tflite to verify (default: the folder's full-integer model)")
     v.add_argument("--reference", help="float reference: 'package.module:factory', .onnx or float .tflite "
                                        "(needed without a conversion folder)")
-    v.add_argument("--data", help="verification images folder or .npy (default: the bundled photos)")
+    v.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                   help=f"verification data: {DATA_HELP} (default: the bundled photos)")
     v.add_argument("--labels", help="labels: CSV 'file,label' or a folder with one sub-folder per class; "
                                     "for detection a COCO annotation JSON")
     v.add_argument("--class-names", help="text file, one class name per line (line i = class i)")
@@ -161,9 +177,12 @@ def _add_recover(sub: Any) -> None:
     r = sub.add_parser("recover", help="convert, verify, and on failure try accuracy-recovery strategies in order")
     r.add_argument("model", help="'package.module:factory' or an .onnx file")
     r.add_argument("-o", "--out", required=True, help="output directory: one sub-folder per strategy tried")
-    r.add_argument("--data", help="calibration images or .npy (default: the bundled photos)")
+    r.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                   help=f"calibration data: {DATA_HELP} (default: the bundled photos)")
+    r.add_argument("--input-shape", action="append", type=_input_shape, metavar="NAME:DIMS", help=SHAPE_HELP)
     r.add_argument("--views", type=int, default=1, help="calibration views per photo (default 1)")
-    r.add_argument("--verify-data", help="held-out verification images or .npy (default: the bundled photos)")
+    r.add_argument("--verify-data", action="append", metavar="[NAME=]PATH",
+                   help="held-out verification data, as --data (default: the bundled photos)")
     r.add_argument("--verify-views", type=int, default=1)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the verify defaults")

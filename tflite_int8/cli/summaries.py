@@ -171,7 +171,46 @@ def inspect_summary(info: dict[str, Any]) -> str:
                      for k, v in info["signatures"].items())
     lines.append(f"signatures: {sigs or 'none'}")
     lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in info["metadata"].items()))
+    lines += feeding_lines(info)
     return "\n".join(lines)
+
+
+def feeding_lines(info: dict[str, Any]) -> list[str]:
+    """How to feed the model, from its tflite_int8 metadata: names, layout change, preprocessing, quantization."""
+    meta = info.get("feeding")
+    if not meta:
+        return ["how to feed: not described (no tflite_int8 metadata): see the inputs above"]
+    tensors = {t["name"]: t for t in info["inputs"] + info["outputs"]}
+    lines = ["", "how to feed (tflite_int8 metadata):"]
+    for i in meta.get("inputs", []):
+        shape = f"{i['shape']}" if not i.get("layout_change") else \
+            f"{i['shape']} {i['layout_change'].split(' ')[0]} -> TFLite {i['tflite_shape']} {i['layout_change'].split(' ')[-1]}"
+        lines.append(f"  input '{i['name']}' ({i['kind']}): {shape}" + ("" if i.get("layout_change") else
+                                                                        ", layout as in the source model"))
+        p = i.get("preprocess")
+        if p:
+            mean = ",".join(f"{v:.4g}" for v in p["mean"])
+            std = ",".join(f"{v:.4g}" for v in p["std"])
+            lines.append(f"    {p['channels']} pixels, {p['resize']} to {p['size'][0]}x{p['size'][1]}, float = "
+                         f"(pixel / {p['pixel_max']:g} - mean) / std, mean {mean}, std {std}")
+        else:
+            lines.append("    float values as the source model takes them (no mean/std)")
+        lines.append(f"    {_quant_text(tensors.get(i['name']), 'in')}")
+    for o in meta.get("outputs", []):
+        back = o.get("to_source")
+        layout = (f", TFLite {o['tflite_shape']} -> source {o['shape']}: transpose {tuple(back)}"
+                  if back and back != sorted(back) else "")
+        lines.append(f"  output '{o['name']}': {o['tflite_shape']}{layout}; {_quant_text(tensors.get(o['name']), 'out')}")
+    return lines
+
+
+def _quant_text(t: dict[str, Any] | None, way: str) -> str:
+    if not t or not t["scale"] or len(t["scale"]) != 1:
+        return f"{t['dtype'] if t else '?'} as it is"
+    s, z = t["scale"][0], t["zero_point"][0]
+    if way == "in":
+        return f"{t['dtype']} = round(float / {s:.6g}) {'-' if z < 0 else '+'} {abs(z)} (the Runner does this)"
+    return f"float = ({t['dtype']} {'+' if z < 0 else '-'} {abs(z)}) * {s:.6g}"
 
 
 def compare_summary(a: dict[str, Any], b: dict[str, Any], rows: list) -> str:

@@ -32,7 +32,8 @@ LETTERBOX_FILL = 114
 class PreprocessSpec:
     """How pixels become model input.
 
-    size: (height, width) of the model input.
+    size: (height, width) of the model input; None: the model's own input size (resolved by ``convert``
+        from the model's static shape, so a spec with a size is what ``conversion.json`` stores).
     resize: "center-crop" (shorter side to size/crop_fraction, then crop),
         "letterbox" (fit inside, pad with gray 114) or "stretch".
     mean, std: per channel, in units of ``pixel / pixel_max``.
@@ -42,7 +43,7 @@ class PreprocessSpec:
     pixel_max: pixels are divided by this first (255 for 0..1 inputs, 1 for 0..255).
     """
 
-    size: tuple[int, int] = (224, 224)
+    size: tuple[int, int] | None = (224, 224)
     resize: str = "center-crop"
     crop_fraction: float = 0.875
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
@@ -52,10 +53,12 @@ class PreprocessSpec:
     pixel_max: float = 255.0
 
     def __post_init__(self) -> None:
-        size = tuple(int(s) for s in self.size) if _is_seq(self.size) else None
-        if size is None or len(size) != 2 or min(size) < 1:
-            raise InputError(f"preprocessing 'size' must be two positive integers (height, width), got {self.size!r}")
-        object.__setattr__(self, "size", size)
+        if self.size is not None:
+            size = tuple(int(s) for s in self.size) if _is_seq(self.size) else None
+            if size is None or len(size) != 2 or min(size) < 1:
+                raise InputError(f"preprocessing 'size' must be two positive integers (height, width), got "
+                                 f"{self.size!r}")
+            object.__setattr__(self, "size", size)
         if self.resize not in RESIZE_MODES:
             raise InputError(f"preprocessing 'resize' must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.layout not in LAYOUTS:
@@ -89,10 +92,17 @@ class PreprocessSpec:
         return 1 if self.channels == "L" else 3
 
     def input_shape(self, batch: int = 1) -> tuple[int, int, int, int]:
-        h, w = self.size
+        h, w = self.sized
         if self.layout == "NCHW":
             return (batch, self.num_channels, h, w)
         return (batch, h, w, self.num_channels)
+
+    @property
+    def sized(self) -> tuple[int, int]:
+        """``size``, which must be known by now (InputError otherwise)."""
+        if self.size is None:
+            raise InputError("the preprocessing has no input size yet: give --size (or the model's static shape)")
+        return self.size
 
     # -- serialisation ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +119,7 @@ class PreprocessSpec:
             raise InputError(
                 f"{source}: unknown key(s) {', '.join(unknown)}; allowed keys are {', '.join(sorted(allowed))}"
             )
-        types = {"size": (list, tuple), "mean": (list, tuple, int, float), "std": (list, tuple, int, float),
+        types = {"size": (list, tuple, type(None)), "mean": (list, tuple, int, float), "std": (list, tuple, int, float),
                  "resize": str, "layout": str, "channels": str,
                  "crop_fraction": (int, float), "pixel_max": (int, float)}
         for key, value in data.items():
@@ -128,7 +138,7 @@ class PreprocessSpec:
         mode = "L" if self.channels == "L" else "RGB"
         if image.mode != mode:
             image = image.convert(mode)
-        h, w = self.size
+        h, w = self.sized
         iw, ih = image.size
         if self.resize == "stretch":
             out = image.resize((w, h), Image.BILINEAR, reducing_gap=3.0)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..config.inputs import InputTable, signature_name
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe, Variant
 from ..errors import ConversionError, UnsupportedOpError
@@ -25,17 +26,36 @@ from .ranges import use_mse_ranges
 Dataset = Callable[[], Iterator[list[np.ndarray]]]
 
 
-class calibration_batches:
-    """The representative dataset of ``reader``: each call streams the samples again, in the model's layout.
+def converter_order(table: InputTable) -> list[str]:
+    """The model's input names in the order of the TFLite model the converter builds from onnx2tf's SavedModel:
+    sorted by signature name (the converter flattens the signature's dict of inputs, and ``nest`` sorts dict keys).
+    ``quantize`` checks the written file against it."""
+    return sorted(table.names, key=signature_name)
 
-    ``count`` is the number of samples the last pass yielded (MSE ranges read the data twice).
+
+class calibration_batches:
+    """The representative dataset of ``reader``: each call streams the samples again, one array per input in the
+    TFLite input order (:func:`converter_order`), each in the TFLite layout.
+
+    ``spec``: the model's inputs (or one image input's preprocessing).  ``count`` is the number of samples the
+    last pass yielded (MSE ranges read the data twice).
     """
 
-    def __init__(self, reader: Any, spec: PreprocessSpec, progress: Progress | None = None,
+    def __init__(self, reader: Any, spec: PreprocessSpec | InputTable, progress: Progress | None = None,
                  label: str = "calibrating") -> None:
-        self.reader, self.spec, self.label = reader, spec, label
+        self.reader, self.label = reader, label
+        self.table = spec if isinstance(spec, InputTable) else InputTable.single(spec)
+        self.order = converter_order(self.table)
         self.progress = or_silent(progress)
         self.count = 0
+
+    def batch(self, sample: Any) -> list[np.ndarray]:
+        """One sample (a reader's Sample, an array, or {name: array}, source layout) as the converter takes it."""
+        if hasattr(sample, "arrays"):
+            arrays = dict(zip(self.table.names, sample.arrays(self.table.names)))
+        else:
+            arrays = self.table.feed(sample)
+        return [self.table[n].to_tflite(np.asarray(arrays[n], dtype=np.float32)) for n in self.order]
 
     def __call__(self) -> Iterator[list[np.ndarray]]:
         bar = self.progress(self.label, len(self.reader))
@@ -44,7 +64,7 @@ class calibration_batches:
             for sample in self.reader:
                 self.count += 1
                 bar.update(1)
-                yield [self.spec.to_nhwc(np.asarray(sample.x, dtype=np.float32))]
+                yield self.batch(sample)
         finally:
             bar.close()
 

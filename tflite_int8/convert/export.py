@@ -1,8 +1,9 @@
 """Stage 1, export: a PyTorch module (or a user's ONNX file) -> static, simplified ONNX.
 
-``export`` traces the module at batch 1 and the spec's size, simplifies the
-graph with onnxslim, then checks ONNX Runtime against PyTorch on real samples.
-``prepare_onnx`` does the same for an ONNX file: static shapes, simplified.
+``export`` traces the module at batch 1 with every input of its ``forward`` (names from its signature; a
+``dict`` of outputs names them), simplifies the graph with onnxslim, then checks ONNX Runtime against PyTorch
+on real samples.  ``prepare_onnx`` does the same for an ONNX file: static shapes (symbolic dims fixed and
+shapes re-inferred by onnxslim), simplified.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputSpec, InputTable
 from ..errors import ConversionError, InputError
 from ..runtime.metrics import compare, worst
 from ..runtime.reference import flatten_outputs, load_onnx, ort_session
@@ -34,24 +36,28 @@ class ExportResult:
     simplify_seconds: float = 0.0  # onnxslim's share of the export stage
 
 
-def export(module: Any, onnx_path: str | Path, input_shape: Sequence[int], *,
-           check_inputs: Sequence[np.ndarray] = (), input_name: str = "input") -> ExportResult:
-    """Trace ``module`` at the static ``input_shape`` to ONNX (opset 17), simplify, check against PyTorch."""
+def export(module: Any, onnx_path: str | Path, inputs: Sequence[int] | InputTable, *,
+           check_inputs: Sequence[Any] = (), input_name: str = "input") -> ExportResult:
+    """Trace ``module`` at the static shape(s) ``inputs`` to ONNX (opset 17), simplify, check against PyTorch.
+
+    ``inputs``: one input's shape, or the model's :class:`InputTable` (every ``forward`` argument, in order);
+    ``check_inputs``: samples (an array, or {input name: array}) run through both.
+    """
     import torch
 
+    table = inputs if isinstance(inputs, InputTable) else InputTable((InputSpec(input_name, tuple(inputs)),))
     onnx_path = Path(onnx_path)
     adjustments = []
     if module.training:
         adjustments.append("model put in eval() mode for export (it was in training mode)")
     module = module.eval()
-    dummy = torch.zeros(tuple(int(d) for d in input_shape), dtype=torch.float32)
+    dummies = tuple(torch.zeros(s.shape, dtype=torch.float32) for s in table)
     raw = onnx_path.with_suffix(".raw.onnx")
     try:
         with warnings.catch_warnings(), torch.no_grad(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            n_out = len(flatten_outputs(module(dummy)))
-            names = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
-            torch.onnx.export(module, (dummy,), str(raw), opset_version=OPSET, input_names=[input_name],
+            names = output_names(module(*dummies))
+            torch.onnx.export(module, dummies, str(raw), opset_version=OPSET, input_names=table.names,
                               output_names=names, do_constant_folding=True, dynamo=False)
     except ConversionError:
         raise
@@ -61,20 +67,33 @@ def export(module: Any, onnx_path: str | Path, input_shape: Sequence[int], *,
     raw.unlink(missing_ok=True)
     result.adjustments[:0] = adjustments
     if check_inputs:
-        per_output: dict[str, list] = {n: [] for n in result.output_names}
-        session = ort_session(onnx_path)
-        for x in check_inputs:
-            with torch.no_grad():
-                ref = module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-            refs = flatten_outputs(ref)
-            got = session.run(None, {result.input_names[0]: x.astype(np.float32)})
-            if len(refs) != len(got):
-                raise ConversionError(f"PyTorch returned {len(refs)} outputs, ONNX {len(got)}", stage="export")
-            for name, r, g in zip(result.output_names, refs, got):
-                per_output[name].append(compare(r, g))
-        result.check = {"reference": "pytorch", "candidate": "onnxruntime",
-                        "outputs": {n: worst(m) for n, m in per_output.items()}}
+        result.check = _check(module, onnx_path, table, result.output_names, check_inputs)
     return result
+
+
+def output_names(out: Any) -> list[str]:
+    """ONNX output names for what ``forward`` returned: a dict's keys, else ``output`` / ``output0``, ``output1``..."""
+    if isinstance(out, Mapping) and all(isinstance(v, object) and hasattr(v, "shape") for v in out.values()):
+        return [str(k) for k in out]
+    n_out = len(flatten_outputs(out))
+    return ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
+
+
+def _check(module: Any, onnx_path: Path, table: InputTable, names: list[str], samples: Sequence[Any]) -> dict:
+    import torch
+
+    per_output: dict[str, list] = {n: [] for n in names}
+    session = ort_session(onnx_path)
+    for item in samples:
+        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in table.feed(item).items()}
+        with torch.no_grad():
+            refs = flatten_outputs(module(*[torch.from_numpy(feed[n]) for n in table.names]))
+        got = session.run(None, feed)
+        if len(refs) != len(got):
+            raise ConversionError(f"PyTorch returned {len(refs)} outputs, ONNX {len(got)}", stage="export")
+        for name, r, g in zip(names, refs, got):
+            per_output[name].append(compare(r, g))
+    return {"reference": "pytorch", "candidate": "onnxruntime", "outputs": {n: worst(m) for n, m in per_output.items()}}
 
 
 ORT_MAX_IR_VERSION = 11  # onnxruntime 1.23
@@ -86,39 +105,48 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportResult:
-    """Load an ONNX file, make its batch dimension static, simplify it with onnxslim, save to ``dst``."""
-    import onnx
+def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
+                 shapes: Mapping[str, Sequence[int]] | None = None) -> ExportResult:
+    """Load an ONNX file, make its input shapes static, simplify it with onnxslim, save to ``dst``.
 
+    ``shapes``: each input's static shape (``convert`` resolves them: :mod:`.inputs`); without them the batch
+    dimension becomes ``batch`` and any other dynamic dimension is refused.  Fixed dims are set on the inputs
+    and every other shape is inferred again (onnxslim's ``input_shapes``).
+    """
     src, dst = Path(src), Path(dst)
     model = load_onnx(src)
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:
         raise InputError(f"{src} has no inputs")
-    adjustments = []
+    adjustments: list[str] = []
+    fixed = False
     for inp in inputs:
         dims = inp.type.tensor_type.shape.dim
+        want = list(shapes[inp.name]) if shapes and inp.name in shapes else None
         for k, d in enumerate(dims):
             if d.HasField("dim_value") and d.dim_value > 0:
                 continue
             label = d.dim_param or "?"
-            if k == 0:
-                d.Clear()
-                d.dim_value = batch
-                adjustments.append(f"input '{inp.name}': dynamic batch dimension '{label}' fixed to {batch}")
-            else:
+            value = want[k] if want is not None else batch if k == 0 else None
+            if value is None:
+                flag = ",".join(str(x.dim_value) if x.dim_value > 0 else f"<{x.dim_param or 'N'}>" for x in dims)
                 raise InputError(
                     f"{src}: input '{inp.name}' has a dynamic dimension {k} ('{label}'); int8 TFLite needs static "
-                    f"shapes: re-export with a fixed input size (e.g. torch.onnx.export without dynamic_axes)"
-                )
+                    f"shapes: give it with --input-shape {inp.name}:{flag}")
+            d.Clear()
+            d.dim_value = int(value)
+            fixed = True
+            if want is None:
+                adjustments.append(f"input '{inp.name}': dynamic batch dimension '{label}' fixed to {batch}")
     import onnxslim
 
     t = time.perf_counter()
+    resize = [f"{i.name}:{','.join(str(d.dim_value) for d in i.type.tensor_type.shape.dim)}" for i in inputs]
     try:
         with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            slim = onnxslim.slim(model)
+            slim = onnxslim.slim(model, input_shapes=resize) if fixed else onnxslim.slim(model)
     except Exception as exc:
         raise ConversionError(f"onnxslim could not simplify {src}: {type(exc).__name__}: {exc}", stage="export") from None
     if slim is None:
@@ -128,6 +156,8 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1) -> ExportR
         adjustments.append(f"ONNX IR version lowered from {slim.ir_version} to {ORT_MAX_IR_VERSION}, the newest "
                            f"ONNX Runtime {_ort_version()} reads")
         slim.ir_version = ORT_MAX_IR_VERSION
+    import onnx
+
     onnx.save(slim, str(dst))
     names = [i.name for i in slim.graph.input if i.name not in {x.name for x in slim.graph.initializer}]
     shapes = []

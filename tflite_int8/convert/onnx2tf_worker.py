@@ -40,6 +40,8 @@ def main(job_path: str) -> int:
             output_signaturedefs=True,
             copy_onnx_input_output_names_to_tflite=True,
             verbosity="debug",  # per-node lines: the ONNX node behind each TF tensor (translate.node_map)
+            keep_shape_absolutely_input_names=job.get("keep_shape") or None,
+            custom_input_op_name_np_data_path=job.get("custom_data") or None,
         )
         result = {"ok": True}
     except SystemExit as exc:

@@ -1,7 +1,9 @@
 """convert(): export -> translate -> quantize, checked at every stage, written atomically.
 
 The output directory holds ``model.onnx``, ``model_int8.tflite`` (plus requested
-variants) and ``conversion.json``.  It is built in a hidden sibling folder and
+variants) and ``conversion.json``.  The model's inputs are resolved first (:mod:`.inputs`: names, static
+shapes, image or tensor); every .tflite is finalized with the user's names and the ``tflite_int8`` metadata
+(:mod:`.finalize`).  It is built in a hidden sibling folder and
 moved into place only when complete; an existing directory is replaced only
 with ``force=True``.
 """
@@ -13,26 +15,30 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, Recipe
 from ..config.tasks import check_task
 from ..data.files import check_destination, dump_json, staging
 from ..data.images import file_sha256
 from ..data.readers import default_data_dir, open_reader
-from ..errors import AlreadyQuantizedError, InputError, Int8Warning, UnsupportedOpError
+from ..errors import AlreadyQuantizedError, ConversionError, InputError, Int8Warning, UnsupportedOpError
 from ..progress import Progress
 from ..runtime.adapter import Runner
 from ..runtime.checkpoint import load_weights
 from ..runtime.describe import describe
 from ..runtime.metrics import compare, worst
 from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
+from .converter import converter_order
 from .export import export, prepare_onnx
+from .finalize import finalize
 from .guards import check_module_float, check_onnx_float, fold_pruning
 from .heads import apply
+from .inputs import declared_inputs, resolve_inputs
 from .quantize import quantize
 from .record import FILE, load_conversion, new_record, stage
 from .sparsity import onnx_sparsity, sparsity_report, tflite_sparsity
@@ -58,9 +64,15 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             weights: str | Path | None = None, trust_checkpoint: bool = False, allow_partial_weights: bool = False,
             num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
             task: str = "auto", head_fix: bool = True, decode: str = "model",
+            input_shapes: Mapping[str, Sequence[int]] | None = None,
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
             progress: Progress | None = None) -> ConversionResult:
     """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``.
+
+    Inputs of any number and rank: ``data`` is a folder of photos (image inputs, through ``spec``), a ``.npy``
+    (one input), a ``.npz`` (one array per input name) or {input name: source}; ``input_shapes`` ({name: shape})
+    fixes dynamic dimensions (and gives a PyTorch input's shape).  ``spec`` (``size`` None: the model's own) is
+    the image inputs' preprocessing; tensor inputs take their arrays as they are.
 
     ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
     so they do not share one int8 scale; ``decode="host"`` moves the grid/anchor decode out of the model
@@ -74,16 +86,16 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             tempfile.TemporaryDirectory(prefix="tflite-int8-work-") as work:
         warnings.simplefilter("always", Int8Warning)
         module, source, spec = _resolve_model(model, spec, weights, trust_checkpoint, allow_partial_weights, report)
-        report["preprocess"] = spec.to_dict()
         calib_source = data if data is not None else default_data_dir()
-        reader = open_reader(calib_source, spec, views=views, num_samples=num_samples, seed=seed)
+        table = _inputs(module, source, spec, input_shapes, calib_source, report)
+        reader = open_reader(calib_source, table, views=views, num_samples=num_samples, seed=seed)
         report["calibration"] = _calibration_section(calib_source, reader, num_samples, views, seed)
-        check_inputs = _first(reader, CHECK_SAMPLES)
-        _warn_if_constant(check_inputs, spec, reader)
-        onnx_samples = _first(reader, 20)
+        check_inputs = _first(reader, CHECK_SAMPLES, table)
+        _warn_if_constant(check_inputs, table, reader)
+        onnx_samples = _first(reader, 20, table)
         onnx_path = stage_dir / "model.onnx"
         with stage(report, "export") as st:
-            exported = _export(module, source, onnx_path, spec, check_inputs)
+            exported = _export(module, source, onnx_path, table, check_inputs)
             report["adjustments"] += exported.adjustments
             import onnx
 
@@ -91,22 +103,23 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             float_sparsity = onnx_sparsity(onnx_model)
             st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
-                             spec, report)
+                             table, report)
         report["onnx"] = {"file": onnx_path.name, "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
         with stage(report, "translate") as st:
-            tr = translate(onnx_path, work, spec, samples=onnx_samples, check_inputs=check_inputs,
+            tr = translate(onnx_path, work, table, samples=onnx_samples, check_inputs=check_inputs,
                            output_names=output_names, thresholds=translate_thresholds)
             st.update(check=tr.check, float32_tflite_bytes=tr.float32_tflite.stat().st_size)
         with stage(report, "quantize") as st:
-            q = quantize(tr.saved_model, stage_dir, reader, spec, recipe, float32_tflite=tr.float32_tflite,
+            q = quantize(tr.saved_model, stage_dir, reader, table, recipe, float32_tflite=tr.float32_tflite,
                          progress=progress)
             st["calibration_samples"] = q.calibration_samples
+            _finalize(q.files, table, onnx_path, output_names)
         report["recipe"] = recipe.to_dict()
         with stage(report, "int8_check") as st:
             report["files"], report["tensors"] = _describe_files(q.files, output_names)
             report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files[FULL_INTEGER]))
-            st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, spec, check_inputs, output_names))
+            st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names))
         report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
         (stage_dir / FILE).write_text(dump_json(report))
     files = {k: out_dir / v.name for k, v in q.files.items()}
@@ -117,33 +130,69 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
 
 def _calibration_section(source: Any, reader: Any, num_samples: int | None, views: int, seed: int) -> dict:
-    where = ([str(Path(p).resolve()) for p in source] if isinstance(source, (list, tuple))
-             else str(Path(source).resolve()))
-    return {"source": where, "samples": len(reader), "num_samples": num_samples, "views": views, "seed": seed,
+    return {"source": _resolved(source), "samples": len(reader), "num_samples": num_samples, "views": views, "seed": seed,
             "hash": reader.content_hash, "description": reader.description,
             "skipped_files": len(getattr(reader, "skipped", {}))}
 
 
-def _warn_if_constant(inputs: list[np.ndarray], spec: PreprocessSpec, reader: Any) -> None:
-    if max(float(np.std(spec.to_nhwc(x), axis=(0, 1, 2)).max()) for x in inputs) < 0.01:  # per channel
-        warnings.warn(f"the calibration samples look constant (blank or single-colour images, e.g. "
-                      f"{reader.description}): int8 ranges fitted to them will not fit real inputs; calibrate on "
-                      f"real, representative photos", Int8Warning, stacklevel=3)
+def _inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: Mapping[str, Sequence[int]] | None,
+            data: Any, report: dict[str, Any]) -> InputTable:
+    """The model's inputs, every shape static (:mod:`.inputs`); recorded with the adjustments made."""
+    wanted = list(shapes or ()) + (list(data) if isinstance(data, Mapping) else [])
+    declared = declared_inputs(module if module is not None else load_onnx(source), wanted=wanted)
+    label = str(source) if module is None else str(report["source"]["model"])
+    table, notes = resolve_inputs(declared, source=label, spec=spec, spec_given=spec is not None,
+                                  input_shapes=shapes, data=data)
+    report["adjustments"] += notes
+    report["inputs"] = table.to_list()
+    first = table.first_preprocess
+    report["preprocess"] = first.to_dict() if first is not None else None
+    return table
 
 
-def _export(module: Any, source: Any, onnx_path: Path, spec: PreprocessSpec, check_inputs: list[np.ndarray]) -> Any:
+def _resolved(source: Any) -> Any:
+    """The data source with absolute paths (a path, a list of paths, or {input name: either})."""
+    if isinstance(source, Mapping):
+        return {str(k): _resolved(v) for k, v in source.items()}
+    if isinstance(source, (list, tuple)):
+        return [str(Path(p).resolve()) for p in source]
+    return str(Path(source).resolve())
+
+
+def _warn_if_constant(feeds: list[dict[str, np.ndarray]], table: InputTable, reader: Any) -> None:
+    for s in table.images:  # per channel, over the first samples
+        if max(float(np.std(s.to_tflite(f[s.name]), axis=(0, 1, 2)).max()) for f in feeds) < 0.01:
+            warnings.warn(f"the calibration samples look constant (blank or single-colour images, e.g. "
+                          f"{reader.description}): int8 ranges fitted to them will not fit real inputs; calibrate on "
+                          f"real, representative photos", Int8Warning, stacklevel=3)
+
+
+def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds: list[dict[str, np.ndarray]]) -> Any:
     if module is not None:
-        exported = export(module, onnx_path, spec.input_shape(), check_inputs=check_inputs)
+        exported = export(module, onnx_path, table, check_inputs=feeds)
     else:
-        exported = prepare_onnx(source, onnx_path)
-    _check_input_shape(exported.input_shapes, spec, source)
+        exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table})
+    _check_input_shape(exported, table, source)
     if module is None:
-        run_onnx(onnx_path, check_inputs[:1])  # fails early, naming the file, if ORT cannot run it
+        run_onnx(onnx_path, feeds[:1])  # fails early, naming the file, if ORT cannot run it
     return exported
 
 
-def _head(onnx_path: Path, model: Any, names: list[str], samples: list[np.ndarray], task: str, fix: bool,
-          decode: str, spec: PreprocessSpec, report: dict[str, Any]) -> list[str]:
+def _finalize(files: dict[str, Path], table: InputTable, onnx_path: Path, names: list[str]) -> None:
+    """The user's names, the model's order and the metadata in every file written (:mod:`.finalize`)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    shapes = {o.name: [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+              for o in graph.output}
+    outputs = [(n, shapes.get(n)) for n in names]
+    for variant, path in files.items():
+        own = variant == "float32"  # onnx2tf's file: no signature, inputs in the ONNX order
+        finalize(path, table, outputs, calibrated_order=None if own else converter_order(table))
+
+
+def _head(onnx_path: Path, model: Any, names: list[str], samples: list[dict[str, np.ndarray]], task: str, fix: bool,
+          decode: str, table: InputTable, report: dict[str, Any]) -> list[str]:
     """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
     t = time.perf_counter()
     ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
@@ -152,7 +201,9 @@ def _head(onnx_path: Path, model: Any, names: list[str], samples: list[np.ndarra
         return names
     runs = run_onnx(onnx_path, samples[:16])
     outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
-    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=spec.size, decode=decode)
+    first = table.first_preprocess
+    size = first.sized if first is not None else tuple(table.specs[0].shape[-2:])
+    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=size, decode=decode)
     section["seconds"] = round(time.perf_counter() - t, 3)
     report["head"] = section
     if section.get("fix"):
@@ -201,27 +252,21 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         check_module_float(module, str(report["source"]["model"]))
         module, folded = fold_pruning(module)
         report["adjustments"] += folded
-    if spec is None:
-        spec = PreprocessSpec()
-        report["adjustments"].append("no preprocessing given: used the ImageNet default (224x224 center crop, "
-                                     "ImageNet mean/std, RGB, NCHW)")
     return module, source, spec
 
 
-def _check_input_shape(shapes: list[list[int]], spec: PreprocessSpec, source: Any) -> None:
-    if len(shapes) != 1:
-        raise InputError(f"{source}: models with {len(shapes)} inputs need a .npz of inputs per name; image "
-                         f"calibration feeds exactly one input")
-    want = list(spec.input_shape())
-    if shapes[0] != want:
-        raise InputError(f"{source}: the model input is {shapes[0]} but the preprocessing spec gives {want} "
-                         f"({spec.layout}); set --size/--layout/--channels to match the model")
+def _check_input_shape(exported: Any, table: InputTable, source: Any) -> None:
+    got = dict(zip(exported.input_names, exported.input_shapes))
+    want = {s.name: list(s.shape) for s in table}
+    if got != want:
+        raise ConversionError(f"{source}: the exported inputs are {got}, expected {want}", stage="export")
 
 
-def _first(reader: Any, n: int) -> list[np.ndarray]:
+def _first(reader: Any, n: int, table: InputTable) -> list[dict[str, np.ndarray]]:
+    """The first ``n`` samples, each as {input name: array} (source layout)."""
     out = []
     for sample in reader:
-        out.append(sample.x)
+        out.append(dict(zip(table.names, sample.arrays(table.names))))
         if len(out) >= n:
             break
     return out
@@ -244,15 +289,15 @@ def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[di
     return described, tensors
 
 
-def _int8_check(int8_path: Path, float_path: Path, spec: PreprocessSpec, inputs: list[np.ndarray],
+def _int8_check(int8_path: Path, float_path: Path, table: InputTable, feeds: list[dict[str, np.ndarray]],
                 names: list[str]) -> dict[str, Any]:
     """The quantization step on the check samples: int8 (through the adapter) vs float32 TFLite."""
-    ref_runner = Runner(float_path, spec, trusted=True, output_names=names)
-    q_runner = Runner(int8_path, spec, trusted=True, output_names=names, clip_warn=1.0)
+    ref_runner = Runner(float_path, trusted=True, output_names=names, inputs=table)
+    q_runner = Runner(int8_path, trusted=True, output_names=names, clip_warn=1.0, inputs=table)
     per: dict[str, list] = {n: [] for n in names}
     agree: dict[str, list] = {n: [] for n in names}
-    for x in inputs:
-        ref, got = ref_runner(x), q_runner(x)
+    for feed in feeds:
+        ref, got = ref_runner.feed(feed), q_runner.feed(feed)
         for n in names:
             per[n].append(compare(ref[n], got[n]))
             if ref[n].ndim == 2 and ref[n].shape[-1] > 1:

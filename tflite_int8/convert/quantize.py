@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, VARIANTS, Recipe
 from ..progress import Progress
@@ -26,7 +27,7 @@ class QuantizeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def quantize(saved_model: str | Path, out_dir: str | Path, reader: Any, spec: PreprocessSpec,
+def quantize(saved_model: str | Path, out_dir: str | Path, reader: Any, spec: PreprocessSpec | InputTable,
              recipe: Recipe = Recipe(), *, float32_tflite: str | Path | None = None,
              progress: Progress | None = None) -> QuantizeResult:
     """Write the full-integer model (and requested variants) into ``out_dir``."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, VARIANTS, Recipe
 from ..errors import InputError
@@ -45,7 +46,7 @@ class Conversion:
 
     out_dir: Path
     report: dict[str, Any]
-    spec: PreprocessSpec
+    spec: PreprocessSpec  # the (first) image input's preprocessing; the default for a model without image inputs
 
     @property
     def files(self) -> dict[str, Path]:
@@ -84,6 +85,15 @@ class Conversion:
         return self.report.get("source", {})
 
     @property
+    def inputs(self) -> InputTable:
+        """The model's inputs (``inputs``); a record written before there was one describes one image input."""
+        if "inputs" in self.report:
+            return InputTable.from_list(self.report["inputs"], source=str(self.out_dir / FILE))
+        names = self.input_names or ["input"]
+        shapes = self.report.get("onnx", {}).get("input_shapes") or [list(self.spec.input_shape())]
+        return InputTable((InputSpec(names[0], tuple(shapes[0]), self.spec),))
+
+    @property
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.report.get("recipe", {}))
 
@@ -100,7 +110,9 @@ def read_conversion(out_dir: str | Path) -> Conversion:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(report, dict):
         raise InputError(f"{path} is not a conversion record (a JSON object)")
-    return Conversion(out, report, PreprocessSpec.from_dict(report.get("preprocess", {}), source=str(path)))
+    pre = report.get("preprocess", {})
+    spec = PreprocessSpec.from_dict(pre, source=str(path)) if pre is not None else PreprocessSpec()
+    return Conversion(out, report, spec)
 
 
 def load_conversion(out_dir: str | Path) -> tuple[dict[str, Any], PreprocessSpec]:

@@ -3,8 +3,12 @@
 onnx2tf runs in a child process (:mod:`.onnx2tf_worker`): its ``sys.exit`` calls and
 native crashes end the child, not the caller, and its working directory holds
 the sample-image file it would otherwise download from GitHub, built here from
-the user's own calibration samples.  The float32 TFLite is then checked against
-ONNX Runtime; a numerically wrong translation stops the pipeline.
+the user's own calibration samples; for any model but one 3-channel image input,
+onnx2tf's dummy inference gets one of the user's samples per input
+(``custom_input_op_name_np_data_path``, in the TFLite layout).  Inputs of rank 1-3
+keep the user's layout (``keep_shape_absolutely_input_names``: onnx2tf would turn
+NCW into NWC); 4-D/5-D inputs become channels-last.  The float32 TFLite is then
+checked against ONNX Runtime; a numerically wrong translation stops the pipeline.
 """
 from __future__ import annotations
 
@@ -19,11 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..config.inputs import CHANNELS_LAST, InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import ConversionError, ParityError, UnsupportedOpError
 from ..runtime.adapter import Runner
 from ..runtime.metrics import align_layout, compare, worst
-from ..runtime.reference import run_onnx
+from ..runtime.reference import load_onnx, run_onnx
 
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 DEFAULT_THRESHOLDS = {"cosine": 0.9999, "rel_max_err": 1e-3}
@@ -38,22 +43,25 @@ class TranslateResult:
     node_map: dict[str, str] = field(default_factory=dict)  # TF op name -> ONNX node name
 
 
-def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec, *,
-              samples: Sequence[np.ndarray] = (), check_inputs: Sequence[np.ndarray] = (),
+def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec | InputTable, *,
+              samples: Sequence[Any] = (), check_inputs: Sequence[Any] = (),
               output_names: Sequence[str] | None = None, thresholds: dict[str, float] | None = None,
               timeout: float = 3600.0) -> TranslateResult:
     """Translate ``onnx_path`` into ``work_dir``/saved_model; check float32 TFLite vs ONNX Runtime.
 
-    ``samples``: preprocessed inputs (spec layout) written as onnx2tf's local sample data.
-    ``check_inputs``: inputs for the numeric check (none: no check).
+    ``spec``: the model's inputs (or, for a one-image-input model, its preprocessing).
+    ``samples``: preprocessed inputs (source layout; an array or {input name: array} each) for onnx2tf's dummy
+    inference.  ``check_inputs``: inputs for the numeric check (none: no check).
     """
     onnx_path, work_dir = Path(onnx_path).resolve(), Path(work_dir).resolve()
+    table = input_table(onnx_path, spec)
     scratch = work_dir / "onnx2tf_cwd"
     scratch.mkdir(parents=True, exist_ok=True)
     out = work_dir / "saved_model"
-    _write_sample_file(scratch / ONNX2TF_SAMPLE_FILE, spec, samples)
     job = scratch / "job.json"
-    job.write_text(json.dumps({"onnx": str(onnx_path), "out": str(out)}))
+    job.write_text(json.dumps({"onnx": str(onnx_path), "out": str(out),
+                               "keep_shape": [s.name for s in table if s.rank not in CHANNELS_LAST],
+                               "custom_data": _write_samples(scratch, table, samples)}))
     log = work_dir / "onnx2tf.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1")
     with open(log, "w") as logf:
@@ -73,9 +81,19 @@ def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec,
         raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name} (see {log})", stage="translate")
     result = TranslateResult(out, tflites[0], log=log, node_map=node_map(log))
     if check_inputs:
-        result.check = check_translation(onnx_path, tflites[0], spec, check_inputs, output_names=output_names,
+        result.check = check_translation(onnx_path, tflites[0], table, check_inputs, output_names=output_names,
                                          thresholds=thresholds)
     return result
+
+
+def input_table(onnx_path: str | Path, spec: PreprocessSpec | InputTable) -> InputTable:
+    """The model's inputs; a bare spec describes a one-image-input model (named as in the ONNX file)."""
+    if isinstance(spec, InputTable):
+        return spec
+    model = load_onnx(onnx_path)
+    inits = {i.name for i in model.graph.initializer}
+    name = next(i.name for i in model.graph.input if i.name not in inits)
+    return InputTable((InputSpec(name, spec.input_shape(), spec),))
 
 
 def node_map(log: Path) -> dict[str, str]:
@@ -107,15 +125,33 @@ def onnx_nodes_for(tensor_name: str, mapping: dict[str, str]) -> list[str]:
     return found
 
 
-def _write_sample_file(path: Path, spec: PreprocessSpec, samples: Sequence[np.ndarray]) -> None:
-    """onnx2tf's dummy-inference data: NHWC float32, up to 20 samples (random ones when none are given)."""
-    arrays = [spec.to_nhwc(np.asarray(s, dtype=np.float32)) for s in list(samples)[:20] if np.ndim(s) == 4]
+def _write_samples(scratch: Path, table: InputTable, samples: Sequence[Any]) -> list[list[str]]:
+    """onnx2tf's dummy-inference data, from the user's samples; returns its ``custom_input_op_name_np_data_path``.
+
+    Always: the 20x128x128x3 sample-image file onnx2tf would download (NHWC, up to 20 samples of the first image
+    input, random ones without).  For any model but one 3-channel 4-D input, also one file per input with one of
+    the user's samples in the TFLite layout (onnx2tf's dummy inference otherwise feeds ones).
+    """
+    feeds = [table.feed(s) for s in list(samples)[:20]]
+    first = table.images[0] if table.images else None
+    arrays = [first.to_tflite(np.asarray(f[first.name], np.float32)) for f in feeds] if first is not None else []
     if arrays:
         data = np.concatenate(arrays, axis=0)
     else:
-        h, w = spec.size
-        data = np.random.default_rng(0).random((20, h, w, spec.num_channels), dtype=np.float32)
-    np.save(path, np.ascontiguousarray(data, dtype=np.float32))
+        h, w = first.preprocess.sized if first is not None else (128, 128)
+        c = first.preprocess.num_channels if first is not None else 3
+        data = np.random.default_rng(0).random((20, h, w, c), dtype=np.float32)
+    np.save(scratch / ONNX2TF_SAMPLE_FILE, np.ascontiguousarray(data, dtype=np.float32))
+    if len(table) == 1 and table.specs[0].rank == 4 and table.specs[0].tflite_shape[-1] == 3:
+        return []  # onnx2tf's own path: the sample-image file above, resized
+    custom = []
+    for k, s in enumerate(table):
+        x = (s.to_tflite(np.asarray(feeds[0][s.name], np.float32)) if feeds
+             else np.random.default_rng(k).standard_normal(s.tflite_shape).astype(np.float32))
+        path = scratch / f"dummy_input_{k}.npy"
+        np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+        custom.append([s.name, str(path)])
+    return custom
 
 
 def _raise_failure(onnx_path: Path, log: Path, code: int, outcome: dict | None) -> None:
@@ -135,19 +171,21 @@ def _raise_failure(onnx_path: Path, log: Path, code: int, outcome: dict | None) 
     raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint} Full log: {log}", stage="translate")
 
 
-def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec, inputs: Sequence[np.ndarray], *,
-                      output_names: Sequence[str] | None = None,
+def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec | InputTable, inputs: Sequence[Any],
+                      *, output_names: Sequence[str] | None = None,
                       thresholds: dict[str, float] | None = None) -> dict[str, Any]:
     """float32 TFLite vs ONNX Runtime on ``inputs``; ParityError when beyond ``thresholds``."""
     limits = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
-    refs = run_onnx(onnx_path, inputs)
-    runner = Runner(tflite_path, spec, trusted=True, output_names=output_names)
+    table = input_table(onnx_path, spec)
+    feeds = [table.feed(x) for x in inputs]
+    refs = run_onnx(onnx_path, feeds)
+    runner = Runner(tflite_path, trusted=True, output_names=output_names, inputs=table)
     names = runner.output_names
     if len(names) != len(refs[0]):
         raise ConversionError(f"float32 TFLite has {len(names)} outputs, ONNX has {len(refs[0])}", stage="translate")
     per: dict[str, list] = {n: [] for n in names}
-    for x, ref in zip(inputs, refs):
-        got = runner(x)
+    for feed, ref in zip(feeds, refs):
+        got = runner(*[feed[n] for n in table.names])
         for name, r in zip(names, ref):
             try:
                 per[name].append(compare(r, align_layout(r, got[name])))

@@ -5,8 +5,10 @@ knows its length, a content hash, and yields :class:`Sample` objects one at a
 time, so a calibration set is streamed, never held in memory whole.
 
 Readers: :class:`ImageReader` (a folder or list of photos, with deterministic
-crop/flip views) and :class:`ArrayReader` (a ``.npy`` of already-preprocessed
-inputs).  :func:`open_reader` picks one for a path.
+crop/flip views), :class:`ArrayReader` (a ``.npy``, or one array of a ``.npz``, of
+already-preprocessed inputs) and, for models with several inputs, :class:`MultiReader`
+(one reader per input, zipped).  :func:`open_reader` picks them for a model's inputs
+(:mod:`.sources` says which data feeds which input).
 """
 from __future__ import annotations
 
@@ -16,26 +18,41 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from .images import file_sha256, list_images, load_image
+from .sources import ARRAY, FILES, assign_sources
 
 FEW_SAMPLES = 100
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One model input: float32 with a batch axis of 1, in the spec's layout."""
+    """One model input: float32 with a batch axis of 1, in the spec's layout.
+
+    ``x`` is the (first) input; a multi-input sample also has ``inputs``, every input by name.
+    """
 
     name: str
     x: np.ndarray
     pixels: np.ndarray | None = None  # uint8 HxWxC after resizing, when the sample is an image
     source: str | None = None  # the file it came from
+    inputs: Mapping[str, np.ndarray] | None = None
+
+    def arrays(self, names: Sequence[str]) -> list[np.ndarray]:
+        """The sample's arrays for the inputs ``names``, in that order."""
+        if self.inputs is None:
+            if len(names) > 1:
+                raise InputError(f"sample {self.name} holds one array, the model takes {len(names)} inputs "
+                                 f"({', '.join(names)})")
+            return [self.x]
+        return [self.inputs[n] for n in names]
 
 
 class DataReader(Protocol):
@@ -124,30 +141,28 @@ def _view(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 class ArrayReader:
-    """A ``.npy`` file of preprocessed float inputs, shape (N, *input shape without batch)."""
+    """A ``.npy`` file (or the array ``key`` of a ``.npz``) of preprocessed float inputs, shape (N, *input shape
+    without batch)."""
 
     def __init__(self, path: str | Path, input_shape: Sequence[int], *, num_samples: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, key: str | None = None, input_name: str | None = None):
         path = Path(path)
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused
-            raise InputError(f"cannot read {path} as a .npy array: {type(exc).__name__}: {exc}") from None
-        if not isinstance(arr, np.ndarray):
-            raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
+        arr = _load_array(path, key)
+        label = f"{path}[{key!r}]" if key is not None else str(path)
         want = tuple(int(d) for d in input_shape[1:])
         if arr.ndim == len(want):
             arr = arr[None]
         if tuple(arr.shape[1:]) != want:
+            which = f"the model input '{input_name}'" if input_name else "the model input"
             raise InputError(
-                f"{path}: samples have shape {tuple(arr.shape[1:])}, the model input needs {want} "
+                f"{label}: samples have shape {tuple(arr.shape[1:])}, {which} needs {want} "
                 f"(array shape must be (N, {', '.join(map(str, want))}))"
             )
         if arr.dtype.kind != "f":
-            raise InputError(f"{path}: dtype is {arr.dtype}, expected float32 preprocessed inputs")
+            raise InputError(f"{label}: dtype is {arr.dtype}, expected float32 preprocessed inputs")
         bad = [i for i in range(arr.shape[0]) if not np.isfinite(arr[i]).all()]
         if bad:
-            raise InputError(f"{path}: samples {bad[:10]} contain NaN or Inf; remove or fix them")
+            raise InputError(f"{label}: samples {bad[:10]} contain NaN or Inf; remove or fix them")
         idx = np.arange(arr.shape[0])
         if num_samples is not None:
             idx = np.sort(np.random.default_rng(seed).permutation(arr.shape[0])[:num_samples])
@@ -156,7 +171,7 @@ class ArrayReader:
         for i in idx:
             h.update(np.ascontiguousarray(arr[i], dtype=np.float32).tobytes())
         self.content_hash = h.hexdigest()
-        self.description = f"{len(idx)} samples from {path.name}"
+        self.description = f"{len(idx)} samples from {path.name}" + (f"[{key}]" if key is not None else "")
         self.skipped: dict[str, str] = {}
 
     @property
@@ -177,32 +192,110 @@ class ArrayReader:
         return other
 
 
-def open_reader(source: str | Path | Sequence[str | Path], spec: PreprocessSpec, *, views: int = 1,
-                num_samples: int | None = None, seed: int = 0, warn_few: bool = True) -> ImageReader | ArrayReader:
-    """A reader for a folder of images, a list of image files, or a ``.npy`` file."""
-    if isinstance(source, (list, tuple)):
-        reader: ImageReader | ArrayReader = ImageReader(source, spec, views=views, num_samples=num_samples, seed=seed)
-    else:
-        path = Path(source)
-        if path.suffix.lower() == ".npy":
-            if not path.is_file():
-                raise InputError(f"calibration array {path} does not exist")
-            reader = ArrayReader(path, spec.input_shape(), num_samples=num_samples, seed=seed)
-        else:
-            listing = list_images(path)
-            if not listing.paths:
-                detail = f" ({len(listing.skipped)} files skipped: not images or unreadable)" if listing.skipped else ""
-                raise InputError(f"no usable images in {path}{detail}; give a folder of .jpg/.png photos or a .npy array")
-            reader = ImageReader(listing.paths, spec, views=views, num_samples=num_samples, seed=seed,
-                                 skipped=listing.skipped)
-            if listing.skipped:
-                warnings.warn(f"{len(listing.skipped)} file(s) in {path} skipped (not images or unreadable)",
-                              Int8Warning, stacklevel=2)
+def _load_array(path: Path, key: str | None) -> np.ndarray:
+    """The .npy array (memory-mapped) or the .npz member ``key``; InputError naming the file otherwise."""
+    kind = ".npz" if key is not None else ".npy"
+    if not path.is_file():
+        raise InputError(f"calibration array {path} does not exist")
+    try:
+        arr: Any = np.load(path, mmap_mode="r" if key is None else None, allow_pickle=False)
+        if key is not None:
+            with arr as npz:
+                if key not in npz.files:
+                    raise InputError(f"{path} has no array '{key}' (it has: {', '.join(npz.files) or 'none'}); a .npz "
+                                     f"needs one array per model input, named after the input")
+                arr = npz[key]
+    except InputError:
+        raise
+    except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused, BadZipFile
+        raise InputError(f"cannot read {path} as a {kind} array: {type(exc).__name__}: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
+    return arr
+
+
+class MultiReader:
+    """Several inputs per sample: one reader per input name, zipped (all must hold the same number of samples)."""
+
+    def __init__(self, readers: Mapping[str, Any]):
+        self.readers = dict(readers)
+        lengths = {n: len(r) for n, r in self.readers.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"'{n}': {k} ({self.readers[n].description})" for n, k in lengths.items())
+            raise InputError(f"the inputs' data hold different numbers of samples ({detail}); every input needs one "
+                             f"array per sample (views multiply images only: use --views 1)")
+        h = hashlib.sha256()
+        for n, r in self.readers.items():
+            h.update(f"{n}:{r.content_hash}\n".encode())
+        self.content_hash = h.hexdigest()
+        self.description = "; ".join(f"{n}: {r.description}" for n, r in self.readers.items())
+        self.skipped = {k: v for r in self.readers.values() for k, v in getattr(r, "skipped", {}).items()}
+
+    @property
+    def item_digests(self) -> list[str]:
+        """The first input's digest decides the source file (hygiene compares files); the rest are appended."""
+        parts = [r.item_digests for r in self.readers.values()]
+        return ["+".join(p) for p in zip(*parts)]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.readers.values())))
+
+    def __iter__(self) -> Iterator[Sample]:
+        names = list(self.readers)
+        for samples in zip(*self.readers.values()):
+            first = samples[0]
+            image = next((s for s in samples if s.pixels is not None), None)
+            yield Sample(first.name, first.x, image.pixels if image else None, first.source,
+                         {n: s.x for n, s in zip(names, samples)})
+
+    def subset(self, indices: Sequence[int]) -> "MultiReader":
+        return MultiReader({n: r.subset(indices) for n, r in self.readers.items()})
+
+
+def open_reader(source: Any, spec: PreprocessSpec | InputTable, *, views: int = 1, num_samples: int | None = None,
+                seed: int = 0, warn_few: bool = True) -> Any:
+    """A reader for a model's inputs (``spec``: one image input's preprocessing, or the model's :class:`InputTable`).
+
+    ``source``: a folder of images, a list of image files, a ``.npy`` (one input), a ``.npz`` (one array per input
+    name) or a mapping {input name: folder/.npy/.npz} (:func:`.sources.assign_sources`).
+    """
+    table = spec if isinstance(spec, InputTable) else None
+    names = table.names if table is not None else ["input"]
+    assigned = assign_sources(source, table)
+    readers = {}
+    for name in names:
+        kind, where, key = assigned[name]
+        readers[name] = _reader(kind, where, key, table, name, spec, views, num_samples, seed)
+    reader = readers[names[0]] if len(readers) == 1 else MultiReader(readers)
     if len(reader) == 0:
         raise InputError(f"no samples in {source}")
     if warn_few and len(reader) < FEW_SAMPLES:
         warnings.warn(f"only {len(reader)} calibration samples (fewer than {FEW_SAMPLES}): int8 ranges may be "
                       f"poorly estimated; add photos or use views", Int8Warning, stacklevel=2)
+    return reader
+
+
+def _reader(kind: str, where: Any, key: str | None, table: InputTable | None, name: str, spec: Any, views: int,
+            num_samples: int | None, seed: int) -> Any:
+    """One input's reader: photos through its preprocessing, or an array as it is."""
+    if kind == ARRAY:
+        shape = table[name].shape if table is not None else spec.input_shape()
+        return ArrayReader(where, shape, num_samples=num_samples, seed=seed, key=key,
+                           input_name=name if table is not None and len(table) > 1 else None)
+    pre = table[name].preprocess if table is not None else spec
+    if pre is None:
+        raise InputError(f"input '{name}' {list(table[name].shape)} is not an image input: give its data as a .npy "
+                         f"(N, {', '.join(map(str, table[name].shape[1:]))}) or in a .npz, not {where}")
+    if kind == FILES:
+        return ImageReader(where, pre, views=views, num_samples=num_samples, seed=seed)
+    listing = list_images(where)
+    if not listing.paths:
+        detail = f" ({len(listing.skipped)} files skipped: not images or unreadable)" if listing.skipped else ""
+        raise InputError(f"no usable images in {where}{detail}; give a folder of .jpg/.png photos or a .npy array")
+    reader = ImageReader(listing.paths, pre, views=views, num_samples=num_samples, seed=seed, skipped=listing.skipped)
+    if listing.skipped:
+        warnings.warn(f"{len(listing.skipped)} file(s) in {where} skipped (not images or unreadable)",
+                      Int8Warning, stacklevel=3)
     return reader
 
 

@@ -7,6 +7,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..runtime.reference import onnx_feed
+
 
 def weighted_layers(model: Any) -> list[Any]:
     """Conv and Gemm nodes whose weight is an initializer (what the converter quantizes per channel)."""
@@ -21,10 +23,10 @@ def attribute(node: Any, name: str, default: Any) -> Any:
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def layer_inputs(onnx_model: str | Path | Any, names: Sequence[str], samples: Sequence[np.ndarray]
+def layer_inputs(onnx_model: str | Path | Any, names: Sequence[str], samples: Sequence[Any]
                  ) -> Iterator[dict[str, np.ndarray]]:
-    """For each sample, the value of every tensor in ``names`` (made graph outputs of a probe copy of
-    the ONNX file or in-memory ``ModelProto``)."""
+    """For each sample (an array, or {input name: array}), the value of every tensor in ``names`` (made graph
+    outputs of a probe copy of the ONNX file or in-memory ``ModelProto``)."""
     import onnx
     import onnxruntime as ort
 
@@ -42,10 +44,10 @@ def layer_inputs(onnx_model: str | Path | Any, names: Sequence[str], samples: Se
     opts.log_severity_level = 3
     sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     outs = [o.name for o in sess.get_outputs()]
-    feed = sess.get_inputs()[0].name
+    feed = [i.name for i in sess.get_inputs()]
     wanted = set(names)
     for x in samples:
-        values = sess.run(None, {feed: np.asarray(x, np.float32)})
+        values = sess.run(None, onnx_feed(feed, x))
         yield {n: v for n, v in zip(outs, values) if n in wanted}
 
 

@@ -83,13 +83,20 @@ class Context:
     float_layers: int
     progress: Progress | None
     max_latency_ratio: float | None = MAX_LATENCY_RATIO
+    input_shapes: Mapping[str, Any] | None = None
     baseline: Conversion | None = None
     baseline_layers: list[dict[str, Any]] = field(default_factory=list)
     _samples: list | None = None
 
     @property
-    def base_spec(self) -> PreprocessSpec:
-        return self.baseline.spec if self.baseline else self.spec  # type: ignore[return-value]
+    def base_spec(self) -> PreprocessSpec | None:
+        """The baseline's image preprocessing (None for a model without image inputs)."""
+        return self.baseline.inputs.first_preprocess if self.baseline else self.spec
+
+    @property
+    def feeding(self) -> Any:
+        """The baseline's inputs (readers, translate and calibration take them)."""
+        return self.baseline.inputs if self.baseline else self.spec
 
     @property
     def original_onnx(self) -> Path:
@@ -97,7 +104,7 @@ class Context:
 
     def reader(self, num_samples: int | None = None) -> Any:
         source = self.data if self.data is not None else default_data_dir()
-        return open_reader(source, self.base_spec, views=self.views, seed=self.seed, num_samples=num_samples,
+        return open_reader(source, self.feeding, views=self.views, seed=self.seed, num_samples=num_samples,
                            warn_few=False)
 
     def samples(self) -> list:
@@ -106,7 +113,8 @@ class Context:
             reader = self.reader()
             if len(reader) > SAMPLES:
                 reader = self.reader(SAMPLES)
-            self._samples = [s.x for s in reader]
+            names = self.baseline.inputs.names if self.baseline else ["input"]
+            self._samples = [dict(zip(names, s.arrays(names))) for s in reader]
         return self._samples
 
 
@@ -132,7 +140,7 @@ def _converted(ctx: Context, source: Any, *, spec: PreprocessSpec | None = None,
     def make(folder: Path) -> Path:
         conv = convert(source, folder, spec=spec or ctx.spec, data=ctx.data,
                        views=ctx.views if views is None else views, seed=ctx.seed, recipe=recipe,
-                       progress=ctx.progress)
+                       input_shapes=ctx.input_shapes, progress=ctx.progress)
         return conv.out_dir / tflite if tflite else conv.int8_path
     return make
 
@@ -190,9 +198,10 @@ def _float_fallback(ctx: Context) -> Attempt | None:
 
         shutil.copytree(ctx.baseline.out_dir, folder)
         reader = ctx.reader()
-        tr = translate(folder / "model.onnx", ctx.stage / ".work-fallback", ctx.base_spec,
-                       samples=[s.x for _, s in zip(range(20), reader)])
-        dataset = converter.calibration_batches(reader, ctx.base_spec)
+        names = ctx.feeding.names
+        tr = translate(folder / "model.onnx", ctx.stage / ".work-fallback", ctx.feeding,
+                       samples=[dict(zip(names, s.arrays(names))) for _, s in zip(range(20), reader)])
+        dataset = converter.calibration_batches(reader, ctx.feeding)
         c = converter.build(tr.saved_model, MIXED_FLOAT, Recipe(), dataset)
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst)
         debugger = tf.lite.experimental.QuantizationDebugger(converter=c, debug_dataset=dataset,
@@ -221,12 +230,13 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
-            progress: Progress | None = None, ray: str | None = None) -> RecoveryResult:
+            input_shapes: Mapping[str, Any] | None = None, progress: Progress | None = None,
+            ray: str | None = None) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
-    (None: no budget).  ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the
-    baseline at once (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be
+    (None: no budget).  ``input_shapes``: fixes an ONNX file's dynamic dimensions (as ``convert``'s).
+    ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be
     on a filesystem every node shares.  See the module docstring.
     """
     out = Path(out_dir)
@@ -241,7 +251,8 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     if ray is not None:
         check_ray(ray)
     with staging(out, force) as stage, executor(ray) as ex:
-        ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio)
+        ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
+                      input_shapes)
         todo = [s for s in STRATEGIES if allow_float_ops or not s.needs_consent]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it

@@ -14,10 +14,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputSpec, InputTable, signature_name
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from ..portable import qmath
 from .interpreter import load_interpreter
+from .metadata import input_table, names_in_order, output_perms, read_metadata
+
+LAYOUTS = ("tflite", "source")
 
 INT_RANGES = qmath.INT_RANGES
 
@@ -98,36 +102,54 @@ def _nhwc_axis(info: TensorInfo) -> TensorInfo:
 class Runner:
     """Run a .tflite with float inputs and float outputs (or uint8 images with a spec).
 
-    ``runner(x)`` -> {output name: float32 array}.  ``x`` is a float array in the
-    spec's layout (NCHW or NHWC; NHWC without a spec), with a batch axis; a batch
-    of N runs as N invokes when the model has batch 1.  With a spec, uint8 pixels
-    (N,H,W,C) at the model's size go through the integer-only pixel path.
+    ``runner(x)`` -> {output name: float32 array}, by the model's own (user's) names.  ``x`` is a float array
+    with a batch axis (several inputs: by position in the model's order, or by name); a batch of N runs as N
+    invokes when the model has batch 1.  Input layout: an image input in the spec's layout (NCHW or NHWC), other
+    inputs as TFLite takes them (without a spec: NHWC).  ``layout="source"`` takes every input and returns every
+    output in the source model's layout (e.g. NCHW), as the file's ``tflite_int8`` metadata (or ``inputs=``)
+    describes it.  With a spec, uint8 pixels (N,H,W,C) at the model's size go through the integer-only pixel path.
     """
 
     def __init__(self, path: str | Path, preprocess: PreprocessSpec | None = None, *, num_threads: int | None = None,
                  nonfinite: str = "error", clip_warn: float = 0.01, rounding: str = "xnnpack",
-                 op_resolver: str = "auto", output_names: Sequence[str] | None = None, trusted: bool = False):
+                 op_resolver: str = "auto", output_names: Sequence[str] | None = None, trusted: bool = False,
+                 inputs: InputTable | None = None, layout: str = "tflite"):
         if nonfinite not in ("error", "clamp"):
             raise ValueError("nonfinite must be 'error' or 'clamp'")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.path = Path(path)
         self.spec = preprocess
         self.nonfinite = nonfinite
         self.clip_warn = clip_warn
+        self.layout = layout
         self.rounding = "reference" if op_resolver == "reference" else rounding
         self._interp = load_interpreter(self.path, num_threads=num_threads, op_resolver=op_resolver,
                                         trusted=trusted)
-        self.inputs, self.outputs = io_infos(self._interp)
+        meta = read_metadata(self.path)
+        self.inputs, self.outputs = io_infos(self._interp, names_in_order(meta))
         if output_names is not None:
             if len(output_names) != len(self.outputs):
                 raise InputError(f"{self.path}: {len(output_names)} output names given, model has {len(self.outputs)}")
             self.outputs = [TensorInfo(n, o.index, o.shape, o.dtype, o.scales, o.zero_points, o.quantized_dimension)
                             for n, o in zip(output_names, self.outputs)]
+        table = inputs if inputs is not None else input_table(meta, self.path)
+        self.input_specs = _match_specs(table, self.inputs)
+        self._source_inputs = inputs is not None or layout == "source"
+        if layout == "source" and any(s is None for s in self.input_specs):
+            raise InputError(f"{self.path.name} does not say its source layout (no tflite_int8 metadata); use "
+                             f"layout='tflite' or pass inputs=")
+        self._out_perms = output_perms(meta) if layout == "source" else {}
         self._tables: dict[int, np.ndarray] = {}
         self._offsets: dict[int, int | None] = {}
 
     @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
 
     def interpreter_order(self) -> tuple[list[TensorInfo], list[TensorInfo]]:
         """Inputs and outputs in the interpreter's own order (what LiteRT's Java API numbers 0, 1, ...)."""
@@ -137,14 +159,29 @@ class Runner:
 
     def __call__(self, *args: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
         arrays = self._bind(args, named)
-        prepared = [self._prepare(a, info) for a, info in zip(arrays, self.inputs)]
+        prepared = [self._prepare(a, info, s) for a, info, s in zip(arrays, self.inputs, self.input_specs)]
         n = prepared[0].shape[0]
+        if any(p.shape[0] != n for p in prepared):
+            raise InputError(f"the inputs of {self.path.name} hold different batch sizes "
+                             f"({', '.join(f'{i.name}: {p.shape[0]}' for i, p in zip(self.inputs, prepared))})")
         results: dict[str, list[np.ndarray]] = {o.name: [] for o in self.outputs}
         for i in range(n):
             raw = self.invoke([p[i:i + 1] for p in prepared])
             for o, r in zip(self.outputs, raw):
                 results[o.name].append(dequantize(r, o))
-        return {k: np.concatenate(v, axis=0) for k, v in results.items()}
+        out = {k: np.concatenate(v, axis=0) for k, v in results.items()}
+        for name, perm in self._out_perms.items():
+            if name in out and perm is not None:
+                out[name] = np.ascontiguousarray(out[name].transpose(perm))
+        return out
+
+    def feed(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``runner(...)`` with {input name: array}, by the source model's names (as declared) or the file's."""
+        names = [s.name if s is not None else i.name for s, i in zip(self.input_specs, self.inputs)]
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise InputError(f"{self.path.name}: no value for input(s) {', '.join(missing)}")
+        return self(*[arrays[n] for n in names])
 
     def invoke(self, raw_inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Set already-quantized inputs (model dtype and shape), invoke, return raw outputs."""
@@ -168,8 +205,17 @@ class Runner:
                              f"({', '.join(i.name for i in self.inputs)}), got {len(args)}")
         return [np.asarray(a) for a in args]
 
-    def _prepare(self, x: np.ndarray, info: TensorInfo) -> np.ndarray:
-        if x.dtype == np.uint8 and self.spec is not None and len(info.shape) == 4:
+    def _pixel_spec(self, info: TensorInfo) -> PreprocessSpec | None:
+        """The preprocessing of an image input: the one passed in, else the one the model declares."""
+        if len(info.shape) != 4:
+            return None
+        if self.spec is not None:
+            return self.spec
+        declared = self.input_specs[self.inputs.index(info)] if info in self.inputs else None
+        return declared.preprocess if declared is not None else None
+
+    def _prepare(self, x: np.ndarray, info: TensorInfo, declared: InputSpec | None = None) -> np.ndarray:
+        if x.dtype == np.uint8 and self._pixel_spec(info) is not None:
             return self._from_pixels(x, info)
         if x.dtype.kind not in "f":
             raise InputError(
@@ -179,12 +225,18 @@ class Runner:
         want = tuple(info.shape[1:])
         if x.ndim == len(info.shape) - 1:
             x = x[None]
-        if self.spec is not None and self.spec.layout == "NCHW" and x.ndim >= 3:
-            x = x.transpose(0, *range(2, x.ndim), 1)  # channels-first -> channels-last, as TFLite models take
+        if self._source_inputs and declared is not None:
+            if tuple(x.shape[1:]) != tuple(declared.shape[1:]):
+                raise InputError(f"input '{info.name}' of {self.path.name} expects shape (N, "
+                                 f"{', '.join(map(str, declared.shape[1:]))}) (the source model's layout), got "
+                                 f"{tuple(x.shape)}")
+            x = declared.to_tflite(x)
+        elif self.spec is not None and self.spec.layout == "NCHW" and x.ndim == 4:
+            x = x.transpose(0, 2, 3, 1)  # channels-first -> channels-last, as TFLite models take
         if tuple(x.shape[1:]) != want:
             layout = self.spec.layout if self.spec is not None else "NHWC"
             raise InputError(f"input '{info.name}' of {self.path.name} expects shape (N, {', '.join(map(str, want))})"
-                             f" in NHWC (you declared {layout}), got {tuple(x.shape)}")
+                             f" in the TFLite layout (you declared {layout}), got {tuple(x.shape)}")
         lo, hi = float(np.min(x)), float(np.max(x))  # two cheap reductions; NaN/Inf show up here
         if not (np.isfinite(lo) and np.isfinite(hi)):
             x = self._check_finite(x, info)
@@ -220,7 +272,8 @@ class Runner:
                           f"pixel range)", Int8Warning, stacklevel=3)
 
     def _from_pixels(self, pixels: np.ndarray, info: TensorInfo) -> np.ndarray:
-        spec = self.spec
+        spec = self._pixel_spec(info)
+        assert spec is not None  # _prepare checked it
         if pixels.ndim == 3:
             pixels = pixels[None]
         want = (info.shape[1], info.shape[2], spec.num_channels)
@@ -234,10 +287,11 @@ class Runner:
     def pixels_to_input(self, pixels: np.ndarray, info: TensorInfo | None = None) -> np.ndarray:
         """uint8 NHWC pixels -> quantized input with integer ops only (a per-channel table, or an offset)."""
         info = info or self.inputs[0]
-        if self.spec is None:
+        spec = self._pixel_spec(info)
+        if spec is None:
             raise InputError("the pixel path needs a preprocessing spec")
         if info.index not in self._tables:
-            table = pixel_table(self.spec, info, rounding=self.rounding)
+            table = pixel_table(spec, info, rounding=self.rounding)
             self._tables[info.index] = table
             offset = table[:, 0].astype(np.int32)
             ramp = np.arange(256, dtype=np.int32)
@@ -260,9 +314,10 @@ class Runner:
     def pixel_fast_path(self) -> str | None:
         """'offset', 'table' or None: which integer-only pixel path the first input uses."""
         info = self.inputs[0]
-        if self.spec is None or not info.quantized:
+        spec = self._pixel_spec(info)
+        if spec is None or not info.quantized:
             return None
-        self.pixels_to_input(np.zeros((1, info.shape[1], info.shape[2], self.spec.num_channels), np.uint8), info)
+        self.pixels_to_input(np.zeros((1, info.shape[1], info.shape[2], spec.num_channels), np.uint8), info)
         return "offset" if self._offsets[info.index] is not None else "table"
 
 
@@ -270,21 +325,45 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def io_infos(interp: Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """Inputs and outputs by signature name when the model has one signature, else by tensor name."""
+def io_infos(interp: Any, order: tuple[list[str], list[str]] | None = None) -> tuple[list[TensorInfo], list[TensorInfo]]:
+    """Inputs and outputs by signature name when the model has one signature, else by tensor name.
+
+    ``order``: the names in the model's order (the file's metadata); otherwise signature names are sorted
+    naturally (TF's ``output_0``, ``output_1``, ... in the source model's order).
+    """
     by_index = {d["index"]: d for d in interp.get_input_details() + interp.get_output_details()}
     sigs = interp._get_full_signature_list() if hasattr(interp, "_get_full_signature_list") else {}
     if len(sigs) == 1:
         sig = next(iter(sigs.values()))
         ins_map, outs_map = sig.get("inputs", {}), sig.get("outputs", {})
         if all(i in by_index for i in list(ins_map.values()) + list(outs_map.values())):  # else: a broken signature
-            ins = [_info(n, by_index[i]) for n, i in sorted(ins_map.items(), key=lambda kv: _natural_key(kv[0]))]
-            outs = [_info(n, by_index[i]) for n, i in sorted(outs_map.items(), key=lambda kv: _natural_key(kv[0]))]
-            return ins, outs
+            return _ordered(ins_map, by_index, order[0] if order else None), \
+                _ordered(outs_map, by_index, order[1] if order else None)
     return ([_info(d["name"], d) for d in interp.get_input_details()],
             [_info(d["name"], d) for d in interp.get_output_details()])
 
 
+def _ordered(mapping: dict[str, int], by_index: dict, order: list[str] | None) -> list[TensorInfo]:
+    if order and sorted(order) == sorted(mapping):
+        names = list(order)
+    else:
+        names = sorted(mapping, key=_natural_key)
+    return [_info(n, by_index[mapping[n]]) for n in names]
+
+
+def _match_specs(table: InputTable | None, infos: list[TensorInfo]) -> list[InputSpec | None]:
+    """Each TFLite input's declared InputSpec: by name, or by position for a single input (older files)."""
+    if table is None:
+        return [None] * len(infos)
+    by_name = {**{signature_name(s.name): s for s in table}, **{s.name: s for s in table}}
+    if len(table) == len(infos) and all(i.name in by_name for i in infos):
+        return [by_name[i.name] for i in infos]
+    if len(table) == len(infos) == 1:
+        return list(table.specs)
+    raise InputError(f"the model's inputs ({', '.join(i.name for i in infos)}) are not the declared ones "
+                     f"({', '.join(table.names)})")
+
+
 def read_io(path: str | Path) -> tuple[list[TensorInfo], list[TensorInfo]]:
-    """Every input and output of a .tflite: name, shape, dtype, scale(s), zero point(s)."""
-    return io_infos(load_interpreter(Path(path)))
+    """Every input and output of a .tflite: name, shape, dtype, scale(s), zero point(s), in the model's order."""
+    return io_infos(load_interpreter(Path(path)), names_in_order(read_metadata(path)))

@@ -12,6 +12,7 @@ from typing import Any
 
 from .adapter import io_infos
 from .interpreter import check_header, load_interpreter
+from .metadata import metadata_entries, names_in_order, read_metadata
 
 VERDICTS = ("full-integer", "integer with float I/O", "dynamic-range", "float16", "float32", "mixed")
 INT_TYPES = {"int8", "uint8", "int16", "int32", "int64", "bool"}
@@ -22,7 +23,8 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     """Everything ``tflite-int8 inspect`` shows, as a dict."""
     path = check_header(path)
     plain = load_interpreter(path, op_resolver="no-delegates", trusted=trusted)
-    inputs, outputs = io_infos(plain)
+    feeding = read_metadata(path)
+    inputs, outputs = io_infos(plain, names_in_order(feeding))
     tensors = {t["index"]: t for t in plain.get_tensor_details()}
     ops = plain._get_ops_details()
     histogram = Counter(op["op_name"] for op in ops)
@@ -46,6 +48,7 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
         "xnnpack": xnn,
         "signatures": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in plain.get_signature_list().items()},
         "metadata": _metadata(path),
+        "feeding": feeding,  # how to feed the model (this tool's metadata; None in other files)
     }
     info["verdict"] = _verdict(info, ops, tensors)
     return info
@@ -89,15 +92,10 @@ def _metadata(path: Path) -> dict[str, str]:
     try:
         from ai_edge_litert import schema_py_generated as schema
 
-        buf = path.read_bytes()
-        model = schema.Model.GetRootAsModel(buf, 0)
+        model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
         out = {"description": (model.Description() or b"").decode(errors="replace")}
-        for i in range(model.MetadataLength()):
-            md = model.Metadata(i)
-            data = model.Buffers(md.Buffer()).DataAsNumpy()
-            raw = data.tobytes() if hasattr(data, "tobytes") else b""
+        for name, raw in metadata_entries(path).items():
             text = raw.rstrip(b"\0").decode("ascii", errors="replace")
-            name = (md.Name() or b"").decode(errors="replace")
             value = text if text.isprintable() and len(text) < 64 else f"{len(raw)} bytes"
             if value or name not in out:
                 out[name] = value

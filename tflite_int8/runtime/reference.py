@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -115,11 +115,24 @@ def ort_session(path: Path) -> Any:
         raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
 
 
-def run_onnx(path: str | Path, inputs: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    """Run an ONNX model on each input (single-input models); returns per-sample output lists."""
+def run_onnx(path: str | Path, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
+    """Run an ONNX model on each sample (an array for a single-input model, or {input name: array});
+    returns per-sample output lists."""
     session = ort_session(Path(path))
-    name = session.get_inputs()[0].name
-    return [session.run(None, {name: np.asarray(x, dtype=np.float32)}) for x in inputs]
+    names = [i.name for i in session.get_inputs()]
+    return [session.run(None, onnx_feed(names, x)) for x in inputs]
+
+
+def onnx_feed(names: Sequence[str], item: Any) -> dict[str, np.ndarray]:
+    """{input name: float32 array} for an ONNX session from one array or a mapping by name."""
+    if isinstance(item, Mapping):
+        missing = [n for n in names if n not in item]
+        if missing:
+            raise InputError(f"no value for ONNX input(s) {', '.join(missing)}")
+        return {n: np.asarray(item[n], dtype=np.float32) for n in names}
+    if len(names) != 1:
+        raise InputError(f"the ONNX model takes {len(names)} inputs ({', '.join(names)}); give one array per name")
+    return {names[0]: np.asarray(item, dtype=np.float32)}
 
 
 def load_module(source: Any, weights: str | None = None, trust: bool = False) -> Any:

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..cluster import check_ray
+from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
 from ..config.thresholds import check_outputs, resolve_thresholds
@@ -63,6 +64,12 @@ class _Plan:
     onnx: Path | None
     notes: dict[str, str] = field(default_factory=dict)
     int8_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape, from describe()
+    inputs: InputTable | None = None  # the conversion's inputs; None: one image input described by ``spec``
+
+    @property
+    def feeding(self) -> InputTable | PreprocessSpec:
+        """What readers, translate and the diagnosis take: the model's inputs, or the one image input's spec."""
+        return self.inputs if self.inputs is not None else self.spec
 
 
 def verify(target: str | Path | None = None, *, tflite: str | Path | None = None, reference: Any = None,
@@ -108,9 +115,9 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         labels = read_labels(labels, names)  # a bad labels file fails now, not after the whole run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Int8Warning)
-        reader = open_reader(data if data is not None else default_data_dir(), plan.spec, views=views,
+        reader = open_reader(data if data is not None else default_data_dir(), plan.feeding, views=views,
                              num_samples=num_samples, seed=seed, warn_few=False)
-        hygiene, calib_reader = _hygiene(plan.conversion, plan.spec, reader)
+        hygiene, calib_reader = _hygiene(plan.conversion, plan.feeding, reader)
         with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
             translated = _translate_if_needed(plan, reader, Path(work), layers)
             shapes = dict(zip(plan.output_names or list(plan.int8_outputs), plan.int8_outputs.values()))
@@ -118,7 +125,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
                 the_task: Any = DetectionTask(head, truth, tuple(names))
             else:
                 the_task = choose_task(task, shapes, names)
-            job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task)
+            job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task,
+                            inputs=plan.inputs)
             if ray is None:
                 records, cluster = run_ladder(job, reader, workers=workers, progress=progress), None
             else:
@@ -168,6 +176,7 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         conv = read_conversion(target)
         int8 = Path(tflite) if tflite else conv.int8_path
         names = conv.output_names
+        inputs = _with_spec(conv.inputs, spec)
         spec = spec or conv.spec
         src = conv.source
         if reference is not None:
@@ -191,7 +200,7 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
         f32 = conv.variant_path("float32")
         if f32 is not None and f32.is_file():
             steps.append(EngineSpec("tflite-float32", "tflite", str(f32)))
-        plan = _Plan(steps, skipped, spec, int8, names, conv, onnx)
+        plan = _Plan(steps, skipped, spec, int8, names, conv, onnx, inputs=inputs)
     else:
         if tflite is None or reference is None:
             raise InputError("give a conversion output folder, or both a reference model and a .tflite to verify")
@@ -219,7 +228,18 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
     return plan
 
 
-def _hygiene(conversion: Conversion | None, spec: PreprocessSpec, reader: Any) -> tuple[dict[str, Any], Any]:
+def _with_spec(inputs: InputTable, spec: PreprocessSpec | None) -> InputTable:
+    """The conversion's inputs, the image input's preprocessing replaced by the one given (if any)."""
+    images = inputs.images
+    if spec is None or not images:
+        return inputs
+    if len(images) > 1:
+        raise InputError(f"the model has {len(images)} image inputs; one preprocessing spec cannot replace theirs")
+    spec = spec if spec.size is not None else spec.with_overrides(size=images[0].preprocess.size)
+    return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in inputs))
+
+
+def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, reader: Any) -> tuple[dict[str, Any], Any]:
     """Overlap of verification with calibration (by content hash), and the calibration reader when reproducible."""
     info: dict[str, Any] = {"verification_hash": reader.content_hash, "verification_samples": len(reader)}
     calib = conversion.calibration if conversion else None
@@ -252,8 +272,9 @@ def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> 
         if not has_f32 and plan.conversion is not None:
             plan.skipped.append({"step": "tflite-float32", "reason": "no float32 TFLite and no model.onnx"})
         return None
-    samples = [s.x for _, s in zip(range(20), reader)]
-    tr = translate(plan.onnx, work, plan.spec, samples=samples, output_names=plan.output_names)
+    names = plan.inputs.names if plan.inputs is not None else ["input"]
+    samples = [dict(zip(names, s.arrays(names))) if plan.inputs is not None else s.x for _, s in zip(range(20), reader)]
+    tr = translate(plan.onnx, work, plan.feeding, samples=samples, output_names=plan.output_names)
     if not has_f32:
         plan.steps.insert(len(plan.steps) - 1, EngineSpec("tflite-float32", "tflite", str(tr.float32_tflite)))
         plan.notes["tflite-float32"] = "not in the output folder: re-translated from model.onnx for this run"
@@ -271,9 +292,9 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
         calib_reader = reader
         note = ("the conversion's calibration set could not be reproduced: calibrated on the verification set, so "
                 "the layers are those of a re-calibrated model, not necessarily of the shipped one")
-    debug = [s.x for _, s in zip(range(LAYER_SAMPLES), reader)]
+    debug = [s for _, s in zip(range(LAYER_SAMPLES), reader)]
     recipe = plan.conversion.recipe if plan.conversion else Recipe()
-    rows = diagnose(translated.saved_model, calib_reader, debug, plan.spec, recipe=recipe,
+    rows = diagnose(translated.saved_model, calib_reader, debug, plan.feeding, recipe=recipe,
                     node_map=translated.node_map, progress=progress)
     return rows, note + f"; errors measured on {len(debug)} verification samples"
 
@@ -306,7 +327,7 @@ def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: d
     report: dict[str, Any] = {
         "schema": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": str(plan.int8), "reference": step_names[0], "versions": versions(),
-        "preprocess": plan.spec.to_dict(),
+        "preprocess": plan.spec.to_dict(), "inputs": plan.inputs.to_list() if plan.inputs is not None else None,
         "data": {"description": reader.description, "views": views, "samples": len(records), "workers": workers},
         "hygiene": hygiene, "stages": stages, "outputs": summarize_outputs(records), "task": task.name,
         "layers": layer_rows, "layers_note": layer_note, "thresholds": limits,

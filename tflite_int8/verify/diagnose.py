@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import VARIANTS, Recipe
 from ..convert import converter
@@ -29,22 +30,24 @@ IDEAL = 1.0 / np.sqrt(12.0)
 BAD = 0.7
 
 
-def diagnose(saved_model: str | Path, calibration: Any, debug_inputs: Sequence[np.ndarray],
-             spec: PreprocessSpec, *, recipe: Recipe = Recipe(), node_map: dict[str, str] | None = None,
+def diagnose(saved_model: str | Path, calibration: Any, debug_inputs: Sequence[Any],
+             spec: PreprocessSpec | InputTable, *, recipe: Recipe = Recipe(), node_map: dict[str, str] | None = None,
              progress: Progress | None = None) -> list[dict[str, Any]]:
     """Every quantized layer's error on ``debug_inputs``, worst first.
 
     ``calibration``: the shipped model's calibration reader (a DataReader, streamed);
-    ``debug_inputs``: preprocessed samples in the spec's layout; ``recipe``: the shipped model's settings
+    ``debug_inputs``: preprocessed samples (arrays in the spec's layout, {input name: array}, or a reader's
+    Samples); ``spec``: the model's inputs or its one image input's preprocessing; ``recipe``: the shipped model's settings
     (per-channel weights, activation ranges), applied by the same converter builder.
     """
     import tensorflow as tf
 
+    dataset = converter.calibration_batches(calibration, spec, progress, "layer diagnosis: calibrating")
+
     def debug_data() -> Iterable[list[np.ndarray]]:
         for x in debug_inputs:
-            yield [spec.to_nhwc(np.asarray(x, dtype=np.float32))]
+            yield dataset.batch(x)
 
-    dataset = converter.calibration_batches(calibration, spec, progress, "layer diagnosis: calibrating")
     conv = converter.build(saved_model, VARIANTS["int8-float-io"], recipe, dataset)
     buf = io.StringIO()
     try:

@@ -1,7 +1,7 @@
 """Engines: one interface over every way the same model can be run.
 
-An engine takes one preprocessed float sample (spec layout, batch 1) and returns
-``{output name: float32 array}`` in the *reference* layout (the ONNX/PyTorch
+An engine takes one preprocessed float sample ({input name: array}, source layout,
+batch 1) and returns ``{output name: float32 array}`` in the *reference* layout (the ONNX/PyTorch
 one): PyTorch, ONNX Runtime, a float TFLite or a quantized TFLite through the
 adapter's :class:`~tflite_int8.runtime.adapter.Runner`.  The verifier's parity ladder and
 the pytest plugin are built from these.  Engines are described by a small
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
-from ..runtime.reference import flatten_outputs, is_module, load_module, load_onnx, ort_session
+from ..runtime.reference import flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,14 @@ class EngineSpec:
 
 
 class Engine:
+    """One way of running the model. ``inputs``: the model's inputs (their names and layouts); without it the
+    model has one input, in ``preprocess``'s layout."""
+
     def __init__(self, spec: EngineSpec, preprocess: PreprocessSpec, output_names: Sequence[str] | None,
-                 num_threads: int = 1):
+                 num_threads: int = 1, inputs: InputTable | None = None):
         self.spec = spec
         self.preprocess = preprocess
+        self.inputs = inputs
         self.names = list(output_names) if output_names else None
         self._run = {"pytorch": self._torch, "onnxruntime": self._onnx, "tflite": self._tflite}[spec.kind]
         self._setup(num_threads)
@@ -47,32 +52,42 @@ class Engine:
             self._module = load_module(self.spec.source, self.spec.weights, self.spec.trust_checkpoint)
         elif self.spec.kind == "onnxruntime":
             self._session = ort_session(Path(self.spec.source))
-            self._input = self._session.get_inputs()[0].name
+            self._inputs = [i.name for i in self._session.get_inputs()]
             self.names = self.names or [o.name for o in self._session.get_outputs()]
         else:
             self.runner = Runner(self.spec.source, self.preprocess, num_threads=num_threads, trusted=True,
-                                 output_names=self.names, clip_warn=1.0)
+                                 output_names=self.names, clip_warn=1.0, inputs=self.inputs)
             self.names = self.runner.output_names
 
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self._run(x)
+    def __call__(self, feed: Mapping[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """One sample: {input name: array} (or the array of a single-input model), source layout."""
+        if isinstance(feed, np.ndarray):
+            feed = {self.inputs.names[0] if self.inputs else "input": feed}
+        return self._run(feed)
 
-    def _torch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def _ordered(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        if len(feed) == 1:
+            return [np.ascontiguousarray(next(iter(feed.values())), dtype=np.float32)]
+        names = self.inputs.names if self.inputs is not None else list(feed)
+        return [np.ascontiguousarray(feed[n], dtype=np.float32) for n in names]
+
+    def _torch(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
         with torch.no_grad():
-            outs = flatten_outputs(self._module(torch.from_numpy(np.ascontiguousarray(x))))
+            outs = flatten_outputs(self._module(*[torch.from_numpy(a) for a in self._ordered(feed)]))
         names = self.names or [f"output_{i}" for i in range(len(outs))]
         if len(names) != len(outs):
             raise InputError(f"the PyTorch model returns {len(outs)} outputs, the converted model has {len(names)}")
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(names, outs)}
 
-    def _onnx(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})
+    def _onnx(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        item = self._ordered(feed)[0] if len(feed) == 1 else feed
+        outs = self._session.run(None, onnx_feed(self._inputs, item))
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.names or [], outs)}
 
-    def _tflite(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return self.runner(x)
+    def _tflite(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner(*self._ordered(feed)) if len(feed) == 1 else self.runner.feed(feed)
 
 
 def reference_spec(reference: Any, step: str = "reference") -> EngineSpec:

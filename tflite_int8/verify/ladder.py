@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import Int8Error
 from ..progress import Progress
@@ -35,19 +36,23 @@ class LadderJob:
     output_names: tuple[str, ...]
     task: Any
     num_threads: int = 1
+    inputs: InputTable | None = None  # the model's inputs (names, layouts); None: one input in spec's layout
 
 
 def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """One record per sample: step-to-step metrics, int8-vs-reference metrics, task record, thumbnail."""
-    first = Engine(job.steps[0], job.spec, job.output_names, num_threads=job.num_threads)
+    first = Engine(job.steps[0], job.spec, job.output_names, num_threads=job.num_threads, inputs=job.inputs)
     names = job.output_names or first.names  # explicit reference: its output names, by position
-    engines = [first] + [Engine(s, job.spec, names, num_threads=job.num_threads) for s in job.steps[1:]]
+    engines = [first] + [Engine(s, job.spec, names, num_threads=job.num_threads, inputs=job.inputs)
+                         for s in job.steps[1:]]
     steps_q = _output_steps(engines[-1])
+    in_names = job.inputs.names if job.inputs is not None else ["input"]
     records = []
     for i, sample in enumerate(reader):
-        outs = [engines[0](sample.x)]
+        feed = dict(zip(in_names, sample.arrays(in_names)))
+        outs = [engines[0](feed)]
         for eng in engines[1:]:
-            outs.append(aligned(outs[0], eng(sample.x)))
+            outs.append(aligned(outs[0], eng(feed)))
         rec: dict[str, Any] = {"index": i, "name": sample.name, "source": sample.source, "steps": {}}
         for k in range(1, len(engines)):
             rec["steps"][job.steps[k].step] = {n: compare(outs[k - 1][n], outs[k][n]) for n in outs[0]}

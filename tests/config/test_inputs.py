@@ -1,0 +1,65 @@
+"""The input table: image and tensor inputs, TFLite layouts, serialisation, the --input-shape syntax."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tflite_int8 import InputError, PreprocessSpec
+from tflite_int8.config.inputs import InputSpec, InputTable, parse_input_shape, signature_name
+
+
+def test_image_input_goes_channels_last_other_ranks_keep_their_layout():
+    image = InputSpec("image", (1, 3, 32, 32), PreprocessSpec(size=(32, 32)))
+    assert image.kind == "image" and image.tflite_shape == (1, 32, 32, 3) and image.layout_change == "NCHW -> NHWC"
+    x = np.arange(3 * 32 * 32, dtype=np.float32).reshape(1, 3, 32, 32)
+    assert np.array_equal(image.to_tflite(x), x.transpose(0, 2, 3, 1))
+    for shape in [(1, 32), (1, 50, 40), (1, 1, 16000)]:
+        t = InputSpec("t", shape)
+        assert t.kind == "tensor" and t.tflite_shape == shape and t.layout_change is None
+    assert InputSpec("video", (1, 3, 4, 8, 8)).layout_change == "NCDHW -> NDHWC"
+    nhwc = InputSpec("i", (1, 32, 32, 3), PreprocessSpec(size=(32, 32), layout="NHWC"))
+    assert nhwc.tflite_shape == (1, 32, 32, 3) and nhwc.layout_change is None
+
+
+def test_table_round_trips_and_feeds_by_name_or_position():
+    table = InputTable((InputSpec("image", (1, 3, 8, 8), PreprocessSpec(size=(8, 8))), InputSpec("feats", (1, 4))))
+    again = InputTable.from_list(table.to_list())
+    assert again == table and again.first_preprocess == PreprocessSpec(size=(8, 8))
+    a, b = np.zeros((1, 3, 8, 8), np.float32), np.ones((1, 4), np.float32)
+    assert list(table.feed([a, b])) == ["image", "feats"] and table.feed({"feats": b, "image": a})["feats"] is b
+    with pytest.raises(InputError, match="no value for input.s. feats"):
+        table.feed({"image": a})
+    with pytest.raises(InputError, match="has no input 'x'; its inputs are image, feats"):
+        table["x"]
+
+
+def test_bad_tables_are_refused():
+    with pytest.raises(InputError, match="unique"):
+        InputTable((InputSpec("a", (1, 2)), InputSpec("a", (1, 3))))
+    with pytest.raises(InputError, match=r"is \[1, 3, 8, 8\] but its preprocessing gives \[1, 3, 16, 16\]"):
+        InputSpec("image", (1, 3, 8, 8), PreprocessSpec(size=(16, 16)))
+    with pytest.raises(InputError, match="positive"):
+        InputSpec("a", (1, 0))
+
+
+@pytest.mark.parametrize("text, expected", [("images:1,3,640,640", ("images", (1, 3, 640, 640))),
+                                            ("x:1x40", ("x", (1, 40))), ("onnx::in:1,8", ("onnx::in", (1, 8)))])
+def test_input_shape_syntax(text, expected):
+    assert parse_input_shape(text) == expected
+
+
+@pytest.mark.parametrize("text", ["images", "images:", "images:1,-3", "images:1,0", ":1,2", "x:1,a"])
+def test_input_shape_syntax_errors_say_the_form(text):
+    with pytest.raises(InputError, match="NAME:D1,D2"):
+        parse_input_shape(text)
+
+
+def test_signature_names_follow_onnx2tf():
+    assert signature_name("input:0") == "input__0" and signature_name("/x") == "wa/x"
+
+
+def test_preprocess_size_may_wait_for_the_model():
+    spec = PreprocessSpec(size=None)
+    assert spec.size is None and PreprocessSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(InputError, match="no input size yet"):
+        spec.input_shape()

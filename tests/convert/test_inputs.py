@@ -1,0 +1,149 @@
+"""Resolving a model's inputs before anything runs: static shapes from flags, the model, --size or the data."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from tests.models import audio, two_inputs
+from tflite_int8 import InputError, PreprocessSpec
+from tflite_int8.convert.export import export
+from tflite_int8.convert.inputs import Declared, declared_inputs, resolve_inputs
+from tflite_int8.data.readers import open_reader
+
+
+def _resolve(declared, data, spec=None, shapes=None):
+    return resolve_inputs(declared, source="m.onnx", spec=spec, spec_given=spec is not None, input_shapes=shapes,
+                          data=data)
+
+
+def test_onnx_static_shape_is_the_size(photos):
+    table, notes = _resolve([Declared("images", (1, 3, 48, 40))], photos)
+    (s,) = table
+    assert s.kind == "image" and s.preprocess.size == (48, 40) and s.shape == (1, 3, 48, 40)
+    assert any("no preprocessing given for image input 'images'" in n for n in notes)
+    mean_std = PreprocessSpec(size=None, mean=(0.5,), std=(0.5,))  # --mean/--std without --size
+    assert _resolve([Declared("images", (1, 3, 48, 40))], photos, spec=mean_std)[0].specs[0].preprocess.size == (48, 40)
+
+
+def test_dynamic_dims_fixed_by_flag_size_or_data_each_said(tmp_path, photos):
+    dyn = [Declared("images", ("batch", 3, "h", "w"))]
+    table, notes = _resolve(dyn, photos, shapes={"images": (1, 3, 64, 64)})
+    assert table.specs[0].shape == (1, 3, 64, 64) and len(notes) >= 3 and "(--input-shape)" in notes[0]
+    table, notes = _resolve(dyn, photos, spec=PreprocessSpec(size=(32, 48)))
+    assert table.specs[0].shape == (1, 3, 32, 48) and "fixed to 48 (--size)" in notes[-1]
+    np.save(tmp_path / "wave.npy", np.zeros((3, 1, 16000), np.float32))
+    table, notes = _resolve([Declared("wave", (1, 1, "samples"))], tmp_path / "wave.npy")
+    assert table.specs[0].shape == (1, 1, 16000) and table.specs[0].kind == "tensor"
+    assert "('samples') fixed to 16000 from its data" in notes[0]
+
+
+def test_a_dim_nothing_fixes_is_refused_naming_the_flag(photos):
+    with pytest.raises(InputError, match=r"dynamic dimension 2 \('h'\).*--input-shape images:1,3,<h>,<w> or --size"):
+        _resolve([Declared("images", ("batch", 3, "h", "w"))], photos)
+    with pytest.raises(InputError, match=r"dimension 2 is 64, --input-shape gives 32"):
+        _resolve([Declared("images", (1, 3, 64, 64))], photos, shapes={"images": (1, 3, 32, 32)})
+    with pytest.raises(InputError, match="--input-shape names 'imgs', which m.onnx has no input of"):
+        _resolve([Declared("images", (1, 3, 64, 64))], photos, shapes={"imgs": (1, 3, 64, 64)})
+
+
+def test_arrays_need_no_mean_or_std(tmp_path):
+    np.save(tmp_path / "tab.npy", np.zeros((5, 32), np.float32))
+    table, notes = _resolve([Declared("features", None)], tmp_path / "tab.npy")
+    assert table.specs[0].kind == "tensor" and table.specs[0].preprocess is None and table.first_preprocess is None
+    assert notes == ["input 'features': shape [1, 32] taken from its data (batch 1)"]
+    np.save(tmp_path / "chw.npy", np.zeros((5, 3, 8, 8), np.float32))  # 4-D arrays without a spec: a tensor too
+    table, _ = _resolve([Declared("x", None)], tmp_path / "chw.npy")
+    assert table.specs[0].kind == "tensor" and table.specs[0].tflite_shape == (1, 8, 8, 3)
+
+
+def test_pytorch_forward_arguments_are_the_inputs(tmp_path, photos):
+    assert [d.name for d in declared_inputs(two_inputs())] == ["image", "feats"]
+    np.save(tmp_path / "feats.npy", np.zeros((24, 16), np.float32))
+    data = {"image": str(photos), "feats": str(tmp_path / "feats.npy")}
+    table, _ = _resolve(declared_inputs(two_inputs()), data, spec=PreprocessSpec(size=(32, 32)))
+    assert [(s.name, s.kind, s.shape) for s in table] == [("image", "image", (1, 3, 32, 32)),
+                                                         ("feats", "tensor", (1, 16))]
+    res = export(two_inputs(), tmp_path / "two.onnx", table,
+                 check_inputs=[{"image": np.ones((1, 3, 32, 32), np.float32), "feats": np.ones((1, 16), np.float32)}])
+    assert res.input_names == ["image", "feats"] and res.check["outputs"]["output"]["cosine"] > 0.99999
+
+
+def test_raw_audio_of_16000_samples_is_accepted(tmp_path):
+    """One second at 16 kHz: resolved, read and exported as rank 3 (the conversion itself is the 4000 case)."""
+    np.save(tmp_path / "wave.npy", np.random.default_rng(0).standard_normal((2, 1, 16000)).astype(np.float32))
+    table, _ = _resolve(declared_inputs(audio()), tmp_path / "wave.npy")
+    assert table.specs[0].shape == (1, 1, 16000) and table.specs[0].tflite_shape == (1, 1, 16000)
+    reader = open_reader(tmp_path / "wave.npy", table, warn_few=False)
+    res = export(audio(), tmp_path / "audio.onnx", table, check_inputs=[s.x for s in reader])
+    dims = [d.dim_value for d in onnx.load(str(res.onnx_path)).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 1, 16000] and res.check["outputs"]["output"]["cosine"] > 0.99999
+
+
+def test_dict_outputs_name_the_onnx_outputs(tmp_path):
+    from tests.models import face_boxes
+
+    res = export(face_boxes(), tmp_path / "face.onnx", (1, 3, 24, 24), input_name="crop")
+    assert res.output_names == ["box", "landmarks", "prob"]
+
+
+def test_onnx_declared_dims_read_symbolic_names():
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 40, "t"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 40, "t"])])
+    assert declared_inputs(helper.make_model(graph)) == [Declared("x", ("n", 40, "t"))]
+
+
+# -- converted end to end: full-integer, loaded with XNNPACK, verified ----------------------------------------
+
+def _full_integer_on_xnnpack(path):
+    from tflite_int8.runtime.describe import describe
+
+    info = describe(path)  # loads it with the default delegate (XNNPACK) too
+    assert info["verdict"] == "full-integer" and info["xnnpack"]["partitions"] >= 1, info["xnnpack"]
+    return info
+
+
+def _verified(out_dir, data, **kw):
+    from tflite_int8 import verify
+
+    res = verify(out_dir, data=data, layers=False, **kw)
+    assert res.passed, res.failures
+    return res.report
+
+
+def test_two_inputs_from_one_npz(two_input_conversion, kinds_data):
+    conv = two_input_conversion
+    info = _full_integer_on_xnnpack(conv.int8_path)
+    assert [(i["name"], i["shape"]) for i in info["inputs"]] == [("image", [1, 32, 32, 3]), ("feats", [1, 16])]
+    assert [(i["name"], i["kind"]) for i in conv.report["inputs"]] == [("image", "tensor"), ("feats", "tensor")]
+    assert conv.report["preprocess"] is None  # arrays only: nothing asks for a mean/std
+    rep = _verified(conv.out_dir, kinds_data / "two_verify.npz")
+    assert rep["classification"]["top1_agreement"] >= 0.75 and rep["outputs"]["output"]["sqnr_db"] > 20
+
+
+def test_raw_audio_stays_rank_3(tmp_path, kinds_data):
+    from tflite_int8 import convert
+
+    conv = convert(audio(), tmp_path / "audio", data=kinds_data / "audio_calib.npy")
+    info = _full_integer_on_xnnpack(conv.int8_path)
+    assert info["inputs"][0]["shape"] == [1, 1, 4000] and info["inputs"][0]["name"] == "wave"
+    assert _verified(conv.out_dir, kinds_data / "audio_verify.npy")["outputs"]["output"]["cosine"] > 0.99
+
+
+def test_sequence_stays_rank_3_in_the_users_layout(tmp_path, kinds_data):
+    from tests.models import sequence
+    from tflite_int8 import Runner, convert
+
+    conv = convert(sequence(), tmp_path / "seq", data=kinds_data / "sequence_calib.npy")
+    info = _full_integer_on_xnnpack(conv.int8_path)
+    assert info["inputs"][0]["shape"] == [1, 50, 40] and info["outputs"][0]["shape"] == [1, 50, 6]
+    x = np.load(kinds_data / "sequence_verify.npy")[:2]
+    import torch
+
+    with torch.no_grad():
+        ref = sequence()(torch.from_numpy(x)).numpy()
+    got = Runner(conv.int8_path)(x)["output"]  # (N, time, features) in, as the PyTorch model takes it
+    assert got.shape == ref.shape and np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.99
+    assert _verified(conv.out_dir, kinds_data / "sequence_verify.npy")["outputs"]["output"]["sqnr_db"] > 20

@@ -1,0 +1,114 @@
+"""Which data feeds which model input: photos for image inputs, arrays for the others.
+
+``--data`` (``data=``) is a folder of images, a list of image files, a ``.npy`` (a single-input model), a ``.npz``
+(one array per input, named after it) or a mapping ``{input name: folder | .npy | .npz}``; the key ``""`` holds
+unnamed sources (a path or a list of paths: a ``.npz`` feeds the inputs it has arrays for, a folder the one image
+input, a ``.npy`` the one input left).  :func:`assign_sources` turns any of these into one source per input, or
+an InputError naming the input that has no data, or the name that is no input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+FOLDER, FILES, ARRAY = "folder", "files", "array"
+Assigned = tuple[str, Any, "str | None"]  # (kind, path or list of paths, .npz member name)
+
+
+def npz_names(path: str | Path) -> list[str]:
+    """The array names in a .npz file (InputError naming the file when it cannot be read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"calibration array {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return list(npz.files)
+    except Exception as exc:  # BadZipFile, OSError, ValueError
+        raise InputError(f"cannot read {path} as a .npz array: {type(exc).__name__}: {exc}") from None
+
+
+def assign_sources(source: Any, table: Any = None) -> dict[str, Assigned]:
+    """{input name: (kind, where, npz key)} for every input of ``table`` (an InputTable, a list of names, or None
+    for the classic one-image-input model named 'input')."""
+    names = list(getattr(table, "names", table) or ["input"])
+    images = {s.name for s in table.images} if hasattr(table, "images") else set(names)
+    if isinstance(source, Mapping):
+        named = {str(k): v for k, v in source.items() if str(k)}
+        unnamed = source.get("", [])
+        unnamed = list(unnamed) if isinstance(unnamed, (list, tuple)) else [unnamed]
+    else:
+        named, unnamed = {}, [source]
+    unknown = sorted(set(named) - set(names))
+    if unknown:
+        raise InputError(f"data given for {', '.join(repr(n) for n in unknown)}, which the model has no input of; "
+                         f"its inputs are {', '.join(names)}")
+    out = {n: _one(v, n, len(names) == 1) for n, v in named.items()}
+    order = {".npz": 0, ".npy": 2}  # named arrays, then photos (the one image input left), then the one input left
+    for item in sorted(unnamed, key=lambda i: 1 if isinstance(i, (list, tuple)) else order.get(Path(i).suffix.lower(), 1)):
+        _unnamed(item, names, images, out)
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise InputError(f"no data for input(s) {', '.join(missing)}; the model has {len(names)} inputs "
+                         f"({', '.join(names)}): give a .npz with one array per input name, or --data NAME=PATH "
+                         f"(a folder of images for an image input, a .npy (N, ...) otherwise) for each")
+    return {n: out[n] for n in names}
+
+
+def _one(value: Any, name: str, only: bool) -> Assigned:
+    if isinstance(value, (list, tuple)):
+        return (FILES, list(value), None)
+    path = Path(value)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        found = npz_names(path)
+        key = found[0] if only and name not in found and len(found) == 1 else name
+        return (ARRAY, path, key)
+    return (ARRAY, path, None) if suffix == ".npy" else (FOLDER, path, None)
+
+
+def _unnamed(item: Any, names: Sequence[str], images: set[str], out: dict[str, Assigned]) -> None:
+    """Assign one unnamed source to the input(s) it can only mean."""
+    left = [n for n in names if n not in out]
+    if isinstance(item, (list, tuple)) or Path(item).suffix.lower() not in (".npz", ".npy"):
+        targets = [n for n in left if n in images]
+        what = "a folder (or list) of images feeds one image input"
+        if len(left) == 1 and len(names) == 1:
+            targets = left
+    elif Path(item).suffix.lower() == ".npz":
+        found = npz_names(item)
+        targets = [n for n in left if n in found]
+        if not targets and len(names) == 1 and len(found) == 1:
+            out[names[0]] = (ARRAY, Path(item), found[0])
+            return
+        if not targets:
+            raise InputError(f"{item} has no array named after an input still without data ({', '.join(left)}); it "
+                             f"has: {', '.join(found) or 'none'}. A .npz needs one array per model input, named "
+                             f"after the input")
+        for n in targets:
+            out[n] = (ARRAY, Path(item), n)
+        return
+    else:
+        targets, what = left, "a .npy holds the data of one input"
+    if len(targets) != 1:
+        raise InputError(f"{item}: {what}, but the model has {len(names)} inputs ({', '.join(names)}) and "
+                         f"{len(targets)} could take it; name it: --data NAME=PATH, or give a .npz with one array "
+                         f"per input name")
+    out[targets[0]] = _one(item, targets[0], len(names) == 1)
+
+
+def array_shape(assigned: Assigned) -> tuple[int, ...] | None:
+    """The per-sample shape of an array source, (N, *shape)[1:], without loading it (None for images)."""
+    kind, where, key = assigned
+    if kind != ARRAY:
+        return None
+    try:
+        if key is None:
+            return tuple(np.load(where, mmap_mode="r", allow_pickle=False).shape[1:])
+        with np.load(where, allow_pickle=False) as npz:
+            return tuple(npz[key].shape[1:]) if key in npz.files else None
+    except Exception:  # the reader says what is wrong with the file, with its name
+        return None
