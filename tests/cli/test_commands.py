@@ -69,3 +69,65 @@ def test_inspect(tiny_conversion, capsys):
     assert "full-integer" in capsys.readouterr().out
     assert main(["inspect", str(tiny_conversion.int8_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "full-integer"
+
+
+# -- inputs of any number and rank, dynamic shapes, names ---------------------------------------------------------
+
+def test_dynamic_onnx_fixed_with_input_shape(tmp_path, dynamic_onnx, photos, capsys):
+    import numpy as np
+
+    from tflite_int8 import Runner
+    from tflite_int8.runtime.reference import run_onnx
+
+    out = tmp_path / "dyn"
+    base = ["convert", str(dynamic_onnx), "-o", str(out), "--data", str(photos), "--resize", "stretch",
+            "--num-samples", "12"]
+    assert main(base) == 2
+    assert "give it with --input-shape images:1,3,<height>,<width> or --size HxW" in capsys.readouterr().err
+    assert main([*base, "--input-shape", "images:1,3,40,48"]) == 0
+    report = json.loads((out / "conversion.json").read_text())
+    assert sum("(--input-shape)" in a for a in report["adjustments"]) == 3  # batch, height, width: each said
+    assert report["preprocess"]["size"] == [40, 48] and report["inputs"][0]["shape"] == [1, 3, 40, 48]
+    x = np.random.default_rng(0).standard_normal((1, 3, 40, 48)).astype(np.float32)
+    got = Runner(out / "model_int8.tflite", layout="source")(x)  # NCHW in, NCHW out, by the ONNX names
+    (ref,) = run_onnx(out / "model.onnx", [x])
+    assert got["features"].shape == ref[0].shape == (1, 4, 40, 48) and got["logits"].shape == (1, 3)
+    assert np.corrcoef(got["features"].ravel(), ref[0].ravel())[0, 1] > 0.99
+    capsys.readouterr()
+    assert main(["verify", str(out), "--data", str(photos), "--num-samples", "12", "--no-layers"]) == 0
+    assert main(["inspect", str(out / "model_int8.tflite")]) == 0
+    shown = capsys.readouterr().out
+    assert "input 'images' (image): [1, 3, 40, 48] NCHW -> TFLite [1, 40, 48, 3] NHWC" in shown
+    assert "RGB pixels, stretch to 40x48, float = (pixel / 255 - mean) / std" in shown
+    assert "output 'features': [1, 40, 48, 4], TFLite [1, 40, 48, 4] -> source [1, 4, 40, 48]" in shown
+
+
+def test_tabular_npy_needs_no_mean_or_std(tmp_path, kinds_data, capsys):
+    out = tmp_path / "tab"
+    assert main(["convert", "tests.models:tabular", "-o", str(out), "--data", str(kinds_data / "tabular_calib.npy")]) == 0
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["inputs"][0]["kind"] == "tensor" and report["preprocess"] is None
+    assert main(["verify", str(out), "--data", str(kinds_data / "tabular_verify.npy"), "--no-layers"]) == 0
+    assert main(["inspect", str(out / "model_int8.tflite")]) == 0
+    shown = capsys.readouterr().out
+    assert "input 'features' (tensor): [1, 32], layout as in the source model" in shown
+    assert "float values as the source model takes them (no mean/std)" in shown
+
+
+def test_two_inputs_from_photos_and_a_npy(tmp_path, photos, kinds_data, capsys):
+    out = tmp_path / "two"
+    assert main(["convert", "tests.models:two_inputs", "-o", str(out), "--data", str(photos), "--data",
+                 f"feats={kinds_data / 'feats_calib.npy'}", "--size", "32", "--resize", "stretch"]) == 0
+    report = json.loads((out / "conversion.json").read_text())
+    assert [(i["name"], i["kind"]) for i in report["inputs"]] == [("image", "image"), ("feats", "tensor")]
+    assert report["calibration"]["samples"] == 24
+    assert main(["verify", str(out), "--data", f"image={photos}", "--data", f"feats={kinds_data / 'feats_verify.npy'}",
+                 "--no-layers"]) == 0
+    assert "overlaps calibration" in capsys.readouterr().err  # the same photos: said, not hidden
+
+
+@pytest.mark.parametrize("value", ["image", "image:", "image:1,-3", "image:1,3,x"])
+def test_input_shape_flag_syntax(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as info:
+        main(["convert", "tests.models:two_inputs", "-o", str(tmp_path / "x"), "--input-shape", value])
+    assert info.value.code == 2 and "NAME:D1,D2" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from .images import file_sha256, list_images, load_image
-from .sources import ARRAY, FILES, assign_sources
+from .sources import ARRAY, FILES, assign_sources, load_array
 
 FEW_SAMPLES = 100
 
@@ -147,7 +147,7 @@ class ArrayReader:
     def __init__(self, path: str | Path, input_shape: Sequence[int], *, num_samples: int | None = None,
                  seed: int = 0, key: str | None = None, input_name: str | None = None):
         path = Path(path)
-        arr = _load_array(path, key)
+        arr = load_array(path, key)
         label = f"{path}[{key!r}]" if key is not None else str(path)
         want = tuple(int(d) for d in input_shape[1:])
         if arr.ndim == len(want):
@@ -190,28 +190,6 @@ class ArrayReader:
         other = copy.copy(self)
         other._idx = self._idx[np.asarray(indices, dtype=np.int64)]
         return other
-
-
-def _load_array(path: Path, key: str | None) -> np.ndarray:
-    """The .npy array (memory-mapped) or the .npz member ``key``; InputError naming the file otherwise."""
-    kind = ".npz" if key is not None else ".npy"
-    if not path.is_file():
-        raise InputError(f"calibration array {path} does not exist")
-    try:
-        arr: Any = np.load(path, mmap_mode="r" if key is None else None, allow_pickle=False)
-        if key is not None:
-            with arr as npz:
-                if key not in npz.files:
-                    raise InputError(f"{path} has no array '{key}' (it has: {', '.join(npz.files) or 'none'}); a .npz "
-                                     f"needs one array per model input, named after the input")
-                arr = npz[key]
-    except InputError:
-        raise
-    except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused, BadZipFile
-        raise InputError(f"cannot read {path} as a {kind} array: {type(exc).__name__}: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
-    return arr
 
 
 class MultiReader:

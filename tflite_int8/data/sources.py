@@ -100,15 +100,31 @@ def _unnamed(item: Any, names: Sequence[str], images: set[str], out: dict[str, A
     out[targets[0]] = _one(item, targets[0], len(names) == 1)
 
 
+def load_array(path: Path, key: str | None) -> np.ndarray:
+    """The .npy array (memory-mapped) or the .npz member ``key``; InputError naming the file otherwise."""
+    kind = ".npz" if key is not None else ".npy"
+    if not path.is_file():
+        raise InputError(f"calibration array {path} does not exist")
+    try:
+        arr: Any = np.load(path, mmap_mode="r" if key is None else None, allow_pickle=False)
+        if key is not None:
+            with arr as npz:
+                if key not in npz.files:
+                    raise InputError(f"{path} has no array '{key}' (it has: {', '.join(npz.files) or 'none'}); a .npz "
+                                     f"needs one array per model input, named after the input")
+                arr = npz[key]
+    except InputError:
+        raise
+    except Exception as exc:  # OSError, ValueError, EOFError (empty file), pickled objects refused, BadZipFile
+        raise InputError(f"cannot read {path} as a {kind} array: {type(exc).__name__}: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"cannot read {path} as a .npy array: it is a {type(arr).__name__} (.npz?)")
+    return arr
+
+
 def array_shape(assigned: Assigned) -> tuple[int, ...] | None:
-    """The per-sample shape of an array source, (N, *shape)[1:], without loading it (None for images)."""
+    """The per-sample shape of an array source, (N, *shape)[1:] (None for images); InputError if unreadable."""
     kind, where, key = assigned
     if kind != ARRAY:
         return None
-    try:
-        if key is None:
-            return tuple(np.load(where, mmap_mode="r", allow_pickle=False).shape[1:])
-        with np.load(where, allow_pickle=False) as npz:
-            return tuple(npz[key].shape[1:]) if key in npz.files else None
-    except Exception:  # the reader says what is wrong with the file, with its name
-        return None
+    return tuple(load_array(Path(where), key).shape[1:])
