@@ -51,8 +51,11 @@ def peer_oiqt(onnx_path: Any, pixels01_nhwc: Any, spec: Any, work: Any) -> tuple
     np.save(work / "calib.npy", pixels01_nhwc.astype(np.float32))
     np.save(work / ONNX2TF_SAMPLE_FILE, pixels01_nhwc[:20].astype(np.float32))
     mean, std = json.dumps([[[list(spec.mean)]]]), json.dumps([[[list(spec.std)]]])
+    import onnx
+
+    name = onnx.load(str(onnx_path)).graph.input[0].name  # the model's own input name (forward's argument)
     cmd = [str(Path(sys.executable).with_name("onnx2tf")), "-i", str(onnx_path), "-o", str(work / "out"), "-oiqt",
-           "-cind", "input", str(work / "calib.npy"), mean, std, "-nuo", "-v", "error"]
+           "-cind", name, str(work / "calib.npy"), mean, std, "-nuo", "-v", "error"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)

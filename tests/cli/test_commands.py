@@ -104,7 +104,8 @@ def test_dynamic_onnx_fixed_with_input_shape(tmp_path, dynamic_onnx, photos, cap
 
 def test_tabular_npy_needs_no_mean_or_std(tmp_path, kinds_data, capsys):
     out = tmp_path / "tab"
-    assert main(["convert", "tests.models:tabular", "-o", str(out), "--data", str(kinds_data / "tabular_calib.npy")]) == 0
+    calib = str(kinds_data / "tabular_calib.npy")
+    assert main(["convert", "tests.models:tabular", "-o", str(out), "--data", calib]) == 0
     report = json.loads((out / "conversion.json").read_text())
     assert report["inputs"][0]["kind"] == "tensor" and report["preprocess"] is None
     assert main(["verify", str(out), "--data", str(kinds_data / "tabular_verify.npy"), "--no-layers"]) == 0

@@ -126,7 +126,8 @@ def verify_from_args(args: argparse.Namespace) -> VerifyResult:
             limits[key] = value
     report_dir = args.report_dir or (os.path.join(args.target, "verify") if args.target else "verify_report")
     return run_verify(args.target, tflite=args.tflite, reference=args.reference, spec=spec_from_args(args),
-                      data=data_from_args(args.data), labels=args.labels, class_names=args.class_names, views=args.views,
+                      data=data_from_args(args.data), labels=args.labels, class_names=args.class_names,
+                      views=args.views,
                       num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
                       workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
                       progress=args.progress, ray=args.ray)
@@ -159,7 +160,8 @@ def inspect(args: argparse.Namespace) -> int:
 def recover(args: argparse.Namespace) -> int:
     result = run_recover(args.model, args.out, spec=spec_from_args(args), data=data_from_args(args.data),
                          views=args.views, verify_data=data_from_args(args.verify_data),
-                         verify_views=args.verify_views, seed=args.seed, input_shapes=shapes_from_args(args.input_shape),
+                         verify_views=args.verify_views, seed=args.seed,
+                         input_shapes=shapes_from_args(args.input_shape),
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress,

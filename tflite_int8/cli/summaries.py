@@ -183,8 +183,8 @@ def feeding_lines(info: dict[str, Any]) -> list[str]:
     tensors = {t["name"]: t for t in info["inputs"] + info["outputs"]}
     lines = ["", "how to feed (tflite_int8 metadata):"]
     for i in meta.get("inputs", []):
-        shape = f"{i['shape']}" if not i.get("layout_change") else \
-            f"{i['shape']} {i['layout_change'].split(' ')[0]} -> TFLite {i['tflite_shape']} {i['layout_change'].split(' ')[-1]}"
+        src, _, dst = (i.get("layout_change") or "").partition(" -> ")
+        shape = f"{i['shape']} {src} -> TFLite {i['tflite_shape']} {dst}" if dst else f"{i['shape']}"
         lines.append(f"  input '{i['name']}' ({i['kind']}): {shape}" + ("" if i.get("layout_change") else
                                                                         ", layout as in the source model"))
         p = i.get("preprocess")
@@ -200,7 +200,8 @@ def feeding_lines(info: dict[str, Any]) -> list[str]:
         back = o.get("to_source")
         layout = (f", TFLite {o['tflite_shape']} -> source {o['shape']}: transpose {tuple(back)}"
                   if back and back != sorted(back) else "")
-        lines.append(f"  output '{o['name']}': {o['tflite_shape']}{layout}; {_quant_text(tensors.get(o['name']), 'out')}")
+        quant = _quant_text(tensors.get(o["name"]), "out")
+        lines.append(f"  output '{o['name']}': {o['tflite_shape']}{layout}; {quant}")
     return lines
 
 

@@ -73,8 +73,8 @@ class InputSpec:
         return x if self.perm == tuple(range(x.ndim)) else np.ascontiguousarray(x.transpose(self.perm))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "tflite_shape": list(self.tflite_shape),
-                "layout_change": self.layout_change,
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+                "tflite_shape": list(self.tflite_shape), "layout_change": self.layout_change,
                 "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None}
 
     @classmethod

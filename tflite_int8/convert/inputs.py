@@ -93,7 +93,8 @@ def _shape(d: Declared, explicit: Sequence[int] | None, pre: PreprocessSpec | No
                                  f"(--input-shape)")
         return explicit
     if d.dims is None:  # a PyTorch input: the image size given, the data, the default image size, or nothing
-        if pre is not None and pre.size is not None and (fed_images or (data_shape is not None and len(data_shape) == 3)):
+        image_like = fed_images or (data_shape is not None and len(data_shape) == 3)
+        if pre is not None and pre.size is not None and image_like:
             return pre.input_shape()
         if data_shape is not None:
             notes.append(f"input '{d.name}': shape {[1, *data_shape]} taken from its data (batch 1)")

@@ -130,7 +130,8 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
 
 def _calibration_section(source: Any, reader: Any, num_samples: int | None, views: int, seed: int) -> dict:
-    return {"source": _resolved(source), "samples": len(reader), "num_samples": num_samples, "views": views, "seed": seed,
+    return {"source": _resolved(source), "samples": len(reader), "num_samples": num_samples, "views": views,
+            "seed": seed,
             "hash": reader.content_hash, "description": reader.description,
             "skipped_files": len(getattr(reader, "skipped", {}))}
 

@@ -47,8 +47,7 @@ def assign_sources(source: Any, table: Any = None) -> dict[str, Assigned]:
         raise InputError(f"data given for {', '.join(repr(n) for n in unknown)}, which the model has no input of; "
                          f"its inputs are {', '.join(names)}")
     out = {n: _one(v, n, len(names) == 1) for n, v in named.items()}
-    order = {".npz": 0, ".npy": 2}  # named arrays, then photos (the one image input left), then the one input left
-    for item in sorted(unnamed, key=lambda i: 1 if isinstance(i, (list, tuple)) else order.get(Path(i).suffix.lower(), 1)):
+    for item in sorted(unnamed, key=_unnamed_order):
         _unnamed(item, names, images, out)
     missing = [n for n in names if n not in out]
     if missing:
@@ -56,6 +55,12 @@ def assign_sources(source: Any, table: Any = None) -> dict[str, Assigned]:
                          f"({', '.join(names)}): give a .npz with one array per input name, or --data NAME=PATH "
                          f"(a folder of images for an image input, a .npy (N, ...) otherwise) for each")
     return {n: out[n] for n in names}
+
+
+def _unnamed_order(item: Any) -> int:
+    """Named arrays (.npz) first, then photos (the one image input left), then a .npy (the one input left)."""
+    suffix = "" if isinstance(item, (list, tuple)) else Path(item).suffix.lower()
+    return {".npz": 0, ".npy": 2}.get(suffix, 1)
 
 
 def _one(value: Any, name: str, only: bool) -> Assigned:

@@ -41,17 +41,19 @@ def _tensor(t: Any) -> dict[str, Any]:
             "quantized_dimension": t.quantized_dimension}
 
 
-def _resolve(target: str | Path, spec: PreprocessSpec | None) -> tuple[Path, PreprocessSpec | None]:
+def _resolve(target: str | Path, spec: PreprocessSpec | None) -> tuple[Path, PreprocessSpec | None, Any]:
+    """The model, its image preprocessing, and its inputs when they are not images (a conversion's tensor input)."""
     path = Path(target)
     if path.is_dir():
         conv = read_conversion(path)
         model = conv.int8_path
         if not model.is_file():
             raise InputError(f"{path}: the full-integer model {model.name} is missing")
-        return model, spec or conv.spec
+        tensors = conv.inputs if spec is None and not conv.inputs.images else None
+        return model, spec or conv.spec, tensors
     if path.suffix.lower() != ".tflite" or not path.is_file():
         raise InputError(f"{target} is neither a conversion output folder nor a .tflite file")
-    return path, spec
+    return path, spec, None
 
 
 def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
@@ -69,7 +71,7 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
         raise InputError(f"unknown bundle threshold(s) {sorted(unknown)}; known: {sorted(bf.DEFAULT_THRESHOLDS)}")
     out = Path(out_dir)
     check_destination(out, force)
-    model, spec = _resolve(target, spec)
+    model, spec, tensors = _resolve(target, spec)
     probe(model)
     runner = Runner(model, spec, trusted=True)
     others = {k: Runner(model, spec, op_resolver=k, trusted=True) for k in ("no-delegates", "reference")}
@@ -83,7 +85,7 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
     if len(ins) != 1 or spec is None:
         raise InputError(f"{model.name} has {len(ins)} inputs of shapes {[list(i.shape) for i in ins]}; bundles "
                          f"support one image-like input")
-    reader = open_reader(data if data is not None else default_data_dir(), spec, num_samples=num_samples,
+    reader = open_reader(data if data is not None else default_data_dir(), tensors or spec, num_samples=num_samples,
                          seed=seed, warn_few=False)
     manifest: dict[str, Any] = {
         "format": bf.BUNDLE_FORMAT,
@@ -105,7 +107,8 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
         (stage / "expected").mkdir()
         for k, sample in enumerate(reader):
             name = f"{k:03d}"
-            x = spec.to_nhwc(sample.x).astype(np.float32) if sample.x.ndim == 4 else sample.x.astype(np.float32)
+            x = (tensors.specs[0].to_tflite(sample.x) if tensors is not None else
+                 spec.to_nhwc(sample.x) if sample.x.ndim == 4 else sample.x).astype(np.float32)
             info = ins[0]
             q = quantize(x, info) if info.quantized else x.astype(info.dtype)
             entry = _write(stage, f"inputs/{name}_0.raw", q, info.dtype)

@@ -325,7 +325,8 @@ def _natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def io_infos(interp: Any, order: tuple[list[str], list[str]] | None = None) -> tuple[list[TensorInfo], list[TensorInfo]]:
+def io_infos(interp: Any, order: tuple[list[str], list[str]] | None = None
+             ) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Inputs and outputs by signature name when the model has one signature, else by tensor name.
 
     ``order``: the names in the model's order (the file's metadata); otherwise signature names are sorted

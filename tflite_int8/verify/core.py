@@ -239,7 +239,8 @@ def _with_spec(inputs: InputTable, spec: PreprocessSpec | None) -> InputTable:
     return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in inputs))
 
 
-def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, reader: Any) -> tuple[dict[str, Any], Any]:
+def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, reader: Any
+             ) -> tuple[dict[str, Any], Any]:
     """Overlap of verification with calibration (by content hash), and the calibration reader when reproducible."""
     info: dict[str, Any] = {"verification_hash": reader.content_hash, "verification_samples": len(reader)}
     calib = conversion.calibration if conversion else None
@@ -327,7 +328,8 @@ def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: d
     report: dict[str, Any] = {
         "schema": 1, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": str(plan.int8), "reference": step_names[0], "versions": versions(),
-        "preprocess": plan.spec.to_dict(), "inputs": plan.inputs.to_list() if plan.inputs is not None else None,
+        "preprocess": plan.spec.to_dict() if plan.inputs is None or plan.inputs.images else None,
+        "inputs": plan.inputs.to_list() if plan.inputs is not None else None,
         "data": {"description": reader.description, "views": views, "samples": len(records), "workers": workers},
         "hygiene": hygiene, "stages": stages, "outputs": summarize_outputs(records), "task": task.name,
         "layers": layer_rows, "layers_note": layer_note, "thresholds": limits,

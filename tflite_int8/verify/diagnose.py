@@ -37,8 +37,8 @@ def diagnose(saved_model: str | Path, calibration: Any, debug_inputs: Sequence[A
 
     ``calibration``: the shipped model's calibration reader (a DataReader, streamed);
     ``debug_inputs``: preprocessed samples (arrays in the spec's layout, {input name: array}, or a reader's
-    Samples); ``spec``: the model's inputs or its one image input's preprocessing; ``recipe``: the shipped model's settings
-    (per-channel weights, activation ranges), applied by the same converter builder.
+    Samples); ``spec``: the model's inputs or its one image input's preprocessing; ``recipe``: the shipped
+    model's settings (per-channel weights, activation ranges), applied by the same converter builder.
     """
     import tensorflow as tf
 
