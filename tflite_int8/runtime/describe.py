@@ -46,12 +46,19 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
         "float_op_detail": float_detail,
         "xnnpack_partitions": xnn["partitions"],  # graph pieces the XNNPACK delegate took (0: none)
         "xnnpack": xnn,
-        "signatures": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in plain.get_signature_list().items()},
+        "signatures": {k: {kk: _in_order(vv, inputs + outputs) for kk, vv in v.items()}
+                       for k, v in plain.get_signature_list().items()},
         "metadata": _metadata(path),
         "feeding": feeding,  # how to feed the model (this tool's metadata; None in other files)
     }
     info["verdict"] = _verdict(info, ops, tensors)
     return info
+
+
+def _in_order(names: Any, infos: list) -> list[str]:
+    """A signature's names in the model's order (LiteRT lists them sorted)."""
+    order = {t.name: k for k, t in enumerate(infos)}
+    return sorted(names, key=lambda n: order.get(n, len(order)))
 
 
 def _xnnpack(ops: list) -> dict[str, Any]:
