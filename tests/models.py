@@ -260,3 +260,62 @@ class FaceBoxes(nn.Module):
 def face_boxes() -> nn.Module:
     torch.manual_seed(7)
     return FaceBoxes().eval()
+
+
+class QatNet(nn.Module):
+    """A small classifier written for torch.ao eager-mode QAT: quant/dequant stubs, Conv-BN-ReLU blocks to fuse,
+    a residual add through FloatFunctional, max pooling, global average pooling, a linear head."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        from torch.ao.quantization import DeQuantStub, QuantStub
+
+        self.quant, self.dequant = QuantStub(), DeQuantStub()
+        self.c1, self.b1, self.r1 = nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU()
+        self.c2, self.b2, self.r2 = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU()
+        self.add = torch.ao.nn.quantized.FloatFunctional()
+        self.c3, self.b3, self.r3 = nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.r1(self.b1(self.c1(self.quant(x))))
+        b = self.add.add(a, self.r2(self.b2(self.c2(a))))
+        c = self.pool(self.r3(self.b3(self.c3(b))))
+        return self.dequant(self.fc(torch.flatten(self.gap(c), 1)))
+
+
+def quadrant_batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated 32x32 images (normalized) whose class is the quadrant holding a bright square."""
+    y = torch.randint(0, 4, (n,), generator=gen)
+    x = torch.randn(n, 3, 32, 32, generator=gen) * 0.5
+    for i, k in enumerate(y.tolist()):
+        r, c = 2 + 16 * (k // 2), 2 + 16 * (k % 2)
+        x[i, :, r:r + 10, c:c + 10] += 2.0
+    return x, y
+
+
+def qat_tiny(float_steps: int = 60, qat_steps: int = 40) -> nn.Module:
+    """QatNet trained here on generated data, then fine-tuned with torch.ao QAT (fused Conv-BN-ReLU, onednn
+    qconfig: uint8 activations, per-channel int8 weights); returned in eval mode with its fake-quant modules."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = QatNet().train()
+    for steps, lr in ((float_steps, 1e-2), (qat_steps, 1e-3)):
+        if lr < 1e-2:
+            torch.ao.quantization.fuse_modules_qat(model, [["c1", "b1", "r1"], ["c2", "b2", "r2"], ["c3", "b3", "r3"]],
+                                                   inplace=True)
+            model.qconfig = torch.ao.quantization.get_default_qat_qconfig("onednn")
+            torch.ao.quantization.prepare_qat(model, inplace=True)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            x, y = quadrant_batch(32, gen)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+qat_tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]

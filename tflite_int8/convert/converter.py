@@ -21,6 +21,7 @@ from ..config.recipe import Recipe, Variant
 from ..errors import ConversionError, UnsupportedOpError
 from ..progress import Progress, or_silent
 from ..runtime.quiet import native_stderr_captured
+from .qat_params import QatPlan, use_qat_params
 from .ranges import use_mse_ranges
 
 Dataset = Callable[[], Iterator[list[np.ndarray]]]
@@ -69,8 +70,10 @@ class calibration_batches:
             bar.close()
 
 
-def build(saved_model: str | Path, variant: Variant, recipe: Recipe, dataset: Dataset | None) -> Any:
-    """A TFLiteConverter for ``variant`` (what) with ``recipe``'s settings, calibrated on ``dataset``."""
+def build(saved_model: str | Path, variant: Variant, recipe: Recipe, dataset: Dataset | None,
+          qat: QatPlan | None = None) -> Any:
+    """A TFLiteConverter for ``variant`` (what) with ``recipe``'s settings, calibrated on ``dataset``;
+    with ``qat``, the activation ranges and weight grids are the quantization-aware model's own."""
     import tensorflow as tf
 
     c = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -92,7 +95,9 @@ def build(saved_model: str | Path, variant: Variant, recipe: Recipe, dataset: Da
     if variant.uses_recipe_ranges:
         if not recipe.per_channel:
             c._experimental_disable_per_channel = True
-        if recipe.ranges == "mse":
+        if qat is not None:
+            use_qat_params(c, qat)
+        elif recipe.ranges == "mse":
             use_mse_ranges(c, dataset)
     return c
 

@@ -1,8 +1,12 @@
-"""Model-state guards: never quantize a model twice; fold pruning before export.
+"""Model-state guards: never quantize a model twice; take quantization-aware models as they are; fold pruning.
 
-``check_onnx_float`` and ``check_module_float`` refuse inputs that are already quantized (Q/DQ or
-QLinear*/integer ops, int8 weights; fake-quant/observer modules or quantized tensors) with an
-:class:`AlreadyQuantizedError` that says what was found and what to do.  ``fold_pruning`` makes
+``check_onnx`` and ``check_module`` say whether a model is ``"float"`` or quantization-aware (``"qat"``:
+QuantizeLinear/DequantizeLinear pairs in ONNX, fake-quant modules after ``torch.ao`` ``prepare_qat``),
+and refuse models that are already integer (QLinear*/ConvInteger/MatMulInteger ops, integer weights
+not behind a DequantizeLinear, dynamic quantization; quantized modules or tensors, observers without
+fake-quant) with an :class:`AlreadyQuantizedError` that says what was found and what to do.
+``freeze_fake_quant`` makes a QAT module exportable (observers off, fused observer+fake-quant modules
+as plain fake-quant with their learned scales), on a copy.  ``fold_pruning`` makes
 ``torch.nn.utils.prune`` reparametrisations permanent (weight = weight_orig * weight_mask), so the
 exported graph and the weights report see the pruned weights themselves.
 """
@@ -14,8 +18,9 @@ from typing import Any
 from ..errors import AlreadyQuantizedError
 from ..runtime.describe import counts_text
 
+FAKE_QUANT_OPS = {"QuantizeLinear", "DequantizeLinear"}
 QUANTIZED_ONNX_OPS = {
-    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+    "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
     "MatMulInteger", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearConcat",
     "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSoftmax", "QGemm", "DynamicQuantizeMatMul",
     "MatMulIntegerToFloat", "QAttention",
@@ -24,37 +29,44 @@ INT_WEIGHT_TYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16"}  # onnx.Tens
 ADVICE = AlreadyQuantizedError.ADVICE
 
 
-def check_onnx_float(model: Any, source: str) -> None:
-    """AlreadyQuantizedError if the ONNX graph holds quantization ops or integer weight tensors."""
+def check_onnx(model: Any, source: str) -> str:
+    """``"float"`` or ``"qat"`` (fake-quant pairs); AlreadyQuantizedError for integer ops or integer weights."""
     ops = Counter(n.op_type for n in model.graph.node if n.op_type in QUANTIZED_ONNX_OPS)
+    dequantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     consumed = {name for n in model.graph.node
                 if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose") for name in n.input[1:2]}
-    int_weights = [i.name for i in model.graph.initializer
-                   if i.data_type in INT_WEIGHT_TYPES and (i.name in consumed or len(i.dims) >= 2)]
-    if not ops and not int_weights:
-        return
-    found = [counts_text(ops)] if ops else []
-    if int_weights:
-        found.append(f"{len(int_weights)} integer weight tensor(s) (e.g. '{int_weights[0]}')")
-    raise AlreadyQuantizedError(f"{source} is already quantized: it holds {', '.join(found)}. {ADVICE}")
+    int_weights = [i.name for i in model.graph.initializer if i.data_type in INT_WEIGHT_TYPES
+                   and i.name not in dequantized and (i.name in consumed or len(i.dims) >= 2)]
+    if ops or int_weights:
+        found = [counts_text(ops)] if ops else []
+        if int_weights:
+            found.append(f"{len(int_weights)} integer weight tensor(s) (e.g. '{int_weights[0]}')")
+        raise AlreadyQuantizedError(f"{source} is already quantized: it holds {', '.join(found)}. {ADVICE}")
+    return "qat" if any(n.op_type in FAKE_QUANT_OPS for n in model.graph.node) else "float"
 
 
-def check_module_float(module: Any, source: str) -> None:
-    """AlreadyQuantizedError if the module holds fake-quant/observer modules, quantized modules or tensors."""
+QUANTIZED_MODULES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.nn.quantized")
+QAT_MODULES = ("torch.ao.nn.qat", "torch.ao.nn.intrinsic.qat", "torch.nn.qat", "torch.nn.intrinsic.qat")
+
+
+def check_module(module: Any, source: str) -> str:
+    """``"float"`` or ``"qat"`` (fake-quant modules); AlreadyQuantizedError for quantized modules or tensors,
+    and for observers without fake-quant (a model prepared for post-training quantization)."""
     import torch
 
-    fake = (torch.ao.quantization.FakeQuantizeBase, torch.ao.quantization.ObserverBase)
     found: Counter = Counter()
     example = ""
+    fake = observers = 0
+    float_ops = (torch.ao.nn.quantized.FloatFunctional, torch.ao.nn.quantized.FXFloatFunctional)  # float math
+    inside_fake = {id(sub) for m in module.modules() if isinstance(m, torch.ao.quantization.FakeQuantizeBase)
+                   for sub in m.modules()}
     for name, m in module.named_modules():
-        kind = None
-        if isinstance(m, fake):
-            kind = "fake-quant/observer"
-        elif type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized",
-                                            "torch.ao.nn.qat", "torch.nn.quantized", "torch.nn.qat")):
-            kind = "quantized/QAT module"
-        if kind:
-            found[kind] += 1
+        fake += isinstance(m, torch.ao.quantization.FakeQuantizeBase)
+        if isinstance(m, torch.ao.quantization.ObserverBase) and id(m) not in inside_fake:
+            observers += 1
+            example = example or f"{name}: {type(m).__name__}"
+        if type(m).__module__.startswith(QUANTIZED_MODULES) and not isinstance(m, float_ops):
+            found["quantized module"] += 1
             example = example or f"{name or '(root)'}: {type(m).__name__}"
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_quantized:
@@ -63,7 +75,56 @@ def check_module_float(module: Any, source: str) -> None:
     if found:
         what = ", ".join(f"{v} {k}(s)" for k, v in found.items())
         raise AlreadyQuantizedError(f"{source} is already quantized: {what} (e.g. {example}). {ADVICE}; for a "
-                                    f"QAT model, convert the float model it was trained from")
+                                    f"QAT model, convert it before torch.ao.quantization.convert (with its "
+                                    f"fake-quant modules), or the float model it was trained from")
+    if observers:
+        raise AlreadyQuantizedError(f"{source} holds {observers} observer(s) without fake-quant (e.g. {example}): a "
+                                    f"model prepared for PyTorch's post-training quantization. Give the float model "
+                                    f"(this tool calibrates it), or a quantization-aware one (prepare_qat, then "
+                                    f"fine-tune)")
+    return "qat" if fake else "float"
+
+
+def freeze_fake_quant(module: Any) -> tuple[Any, list[str]]:
+    """A copy of a QAT module fit for ONNX export: every fake-quant module replaced by a plain fake-quant with
+    its learned scale and zero point (observers off: export must not move the scales)."""
+    import copy
+
+    import torch
+
+    module = copy.deepcopy(module).eval()
+    count = 0
+    for parent in list(module.modules()):
+        for cname, child in list(parent.named_children()):
+            if isinstance(child, torch.ao.quantization.FakeQuantizeBase):
+                setattr(parent, cname, _frozen(child))
+                count += 1
+    return module, [f"{count} fake-quant module(s) exported with their learned scales and zero points, observers "
+                    f"off (on a copy; your module is unchanged)"]
+
+
+def _frozen(fq: Any) -> Any:
+    import torch
+
+    class FrozenFakeQuant(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("scale", fq.scale.detach().clone().float())
+            self.register_buffer("zero_point", fq.zero_point.detach().clone().int())
+            self.qmin, self.qmax = int(fq.quant_min), int(fq.quant_max)
+            self.axis = int(fq.ch_axis) if fq.is_per_channel else None
+            self.enabled = bool(fq.fake_quant_enabled[0])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.enabled:
+                return x
+            if self.axis is not None:
+                return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis, self.qmin,
+                                                              self.qmax)
+            return torch.fake_quantize_per_tensor_affine(x, float(self.scale), int(self.zero_point), self.qmin,
+                                                         self.qmax)
+
+    return FrozenFakeQuant()
 
 
 def fold_pruning(module: Any) -> tuple[Any, list[str]]:

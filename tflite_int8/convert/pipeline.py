@@ -35,8 +35,9 @@ from ..runtime.metrics import compare, worst
 from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
 from .converter import converter_order
 from .export import export, prepare_onnx
+from . import qat
 from .finalize import finalize
-from .guards import check_module_float, check_onnx_float, fold_pruning
+from .guards import check_module, check_onnx, fold_pruning, freeze_fake_quant
 from .heads import apply
 from .inputs import declared_inputs, resolve_inputs
 from .quantize import quantize
@@ -86,6 +87,9 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             tempfile.TemporaryDirectory(prefix="tflite-int8-work-") as work:
         warnings.simplefilter("always", Int8Warning)
         module, source, spec = _resolve_model(model, spec, weights, trust_checkpoint, allow_partial_weights, report)
+        is_qat = report["quantization_source"] == "qat"
+        if is_qat:
+            _check_qat_request(recipe, task, head_fix, str(report["source"]["model"]))
         calib_source = data if data is not None else default_data_dir()
         table = _inputs(module, source, spec, input_shapes, calib_source, report)
         reader = open_reader(calib_source, table, views=views, num_samples=num_samples, seed=seed)
@@ -106,20 +110,30 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                              table, report)
         report["onnx"] = {"file": onnx_path.name, "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
+        translated, plan = onnx_path, None
+        if is_qat:
+            translated, plan = qat.prepare(onnx_path, stage_dir, Path(work), table, check_inputs[:2],
+                                           str(report["source"]["model"]))
         with stage(report, "translate") as st:
-            tr = translate(onnx_path, work, table, samples=onnx_samples, check_inputs=check_inputs,
+            tr = translate(translated, work, table, samples=onnx_samples, check_inputs=check_inputs,
                            output_names=output_names, thresholds=translate_thresholds)
             st.update(check=tr.check, float32_tflite_bytes=tr.float32_tflite.stat().st_size)
         with stage(report, "quantize") as st:
             q = quantize(tr.saved_model, stage_dir, reader, table, recipe, float32_tflite=tr.float32_tflite,
-                         progress=progress)
+                         progress=progress, qat=plan)
             st["calibration_samples"] = q.calibration_samples
             _finalize(q.files, table, onnx_path, output_names)
         report["recipe"] = recipe.to_dict()
+        if plan is not None:
+            report["qat"] = qat.section(plan)
+            report["adjustments"] += plan.adjustments
         with stage(report, "int8_check") as st:
             report["files"], report["tensors"] = _describe_files(q.files, output_names)
             report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files[FULL_INTEGER]))
             st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names))
+            if plan is not None:
+                st["qat_simulation"] = qat.simulation_check(q.files[FULL_INTEGER], onnx_path, table, check_inputs,
+                                                            output_names)
         report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
         (stage_dir / FILE).write_text(dump_json(report))
     files = {k: out_dir / v.name for k, v in q.files.items()}
@@ -227,7 +241,7 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
     if isinstance(model, (str, Path)) and str(model).lower().endswith(".onnx"):
         if weights is not None:
             raise InputError("--weights applies to PyTorch models, not to an .onnx file")
-        check_onnx_float(load_onnx(model), str(model))  # valid (else InputError) and not already quantized
+        report["quantization_source"] = _source_kind(check_onnx(load_onnx(model), str(model)))  # valid, not integer
         report["source"] = {"kind": "onnx", "model": str(model), "sha256": file_sha256(model)}
     elif isinstance(model, (str, Path)):
         module = load_factory(str(model))
@@ -250,10 +264,26 @@ def _resolve_model(model: Any, spec: PreprocessSpec | None, weights: Any, trust:
         report["source"]["weights"] = load_weights(module, weights, trust_pickle=trust, allow_partial=partial)
         report["source"]["weights"]["sha256"] = file_sha256(weights)
     if module is not None:
-        check_module_float(module, str(report["source"]["model"]))
+        report["quantization_source"] = _source_kind(check_module(module, str(report["source"]["model"])))
+        if report["quantization_source"] == "qat":
+            module, frozen = freeze_fake_quant(module)
+            report["adjustments"] += frozen
         module, folded = fold_pruning(module)
         report["adjustments"] += folded
     return module, source, spec
+
+
+def _source_kind(kind: str) -> str:
+    """conversion.json's ``quantization_source``: ``qat`` (the model's own scales) or ``calibration``."""
+    return "qat" if kind == "qat" else "calibration"
+
+
+def _check_qat_request(recipe: Recipe, task: str, head_fix: bool, source: str) -> None:
+    qat.check_recipe(recipe, source)
+    if task == "detect" and head_fix:
+        raise InputError(f"{source} is quantization-aware: the detector head split would rewrite its fake-quant "
+                         f"graph; convert it with --no-head-fix (its own scales already keep boxes and scores apart "
+                         f"where it was trained to)")
 
 
 def _check_input_shape(exported: Any, table: InputTable, source: Any) -> None:

@@ -1,0 +1,107 @@
+"""Quantization-aware conversion: the pipeline's QAT steps (the model's own scales, never re-calibrated).
+
+A QDQ ONNX (or a ``prepare_qat`` module exported to one) is kept as ``model.onnx``: it *is* the QAT
+model's simulation, the reference the int8 file must match.  :func:`prepare` writes beside it
+``model_float.onnx`` (every fake-quant removed, original float weights: the second reference, for the
+accuracy story) and, in the work folder, the graph that is translated (fake-quant removed, weights on
+their grid) with the :class:`~.qat_params.QatPlan` the converter follows.  :func:`check_recipe`
+refuses settings that would re-calibrate a QAT model; :func:`simulation_check` measures the int8 file
+against the simulation in output steps.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config.inputs import InputTable
+from ..config.recipe import Recipe
+from ..errors import AlreadyQuantizedError, ConversionError
+from ..runtime.adapter import Runner
+from ..runtime.metrics import align_layout
+from ..runtime.reference import run_onnx
+from .converter import converter_order
+from .qat_params import QatPlan
+from .qdq import read_qdq, strip
+
+FLOAT_ONNX = "model_float.onnx"
+SIMULATION_STEP = "qat-simulation"
+RECALIBRATING_VARIANTS = {"dynamic-range": "re-quantizes the weights with its own scales",
+                          "int16x8": "calibrates 16-bit activation ranges"}
+
+
+def check_recipe(recipe: Recipe, source: str) -> None:
+    """AlreadyQuantizedError for a setting that would replace the QAT model's learned ranges or grids."""
+    why = []
+    if recipe.ranges != "minmax":
+        why.append(f"--ranges {recipe.ranges} re-calibrates the activation ranges")
+    if not recipe.per_channel:
+        why.append("--per-tensor re-quantizes the weights on a new per-tensor grid")
+    why += [f"--variants {v} {RECALIBRATING_VARIANTS[v]}" for v in recipe.variants if v in RECALIBRATING_VARIANTS]
+    if why:
+        raise AlreadyQuantizedError(
+            f"{source} is quantization-aware: its fake-quant carries learned scales and zero points, and "
+            f"{'; '.join(why)}, replacing them (quantization would be applied twice). A QAT model is converted with "
+            f"its own scales: drop {'these options' if len(why) > 1 else 'that option'}; to re-calibrate, convert "
+            f"the float model it was trained from")
+
+
+def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
+            probe: Sequence[dict[str, np.ndarray]], source: str) -> tuple[Path, QatPlan]:
+    """Write ``model_float.onnx`` (stage) and the on-grid float graph to translate (work); the plan."""
+    import onnx
+    import onnxslim
+
+    model = onnx.load(str(onnx_path))
+    qdq = read_qdq(model, source)
+    grid = work / "model_qat_grid.onnx"
+    onnx.save(strip(model, qdq, "grid"), str(grid))
+    translate_path = work / "model_qat_grid_slim.onnx"
+    for form, path in (("float", stage_dir / FLOAT_ONNX), ("grid", translate_path)):
+        try:
+            with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                slim = onnxslim.slim(strip(model, qdq, form))
+        except Exception as exc:
+            raise ConversionError(f"onnxslim could not simplify the {form} graph of {source}: {exc}",
+                                  stage="export") from None
+        onnx.save(slim, str(path))
+    return translate_path, QatPlan(qdq, grid, list(probe), table, converter_order(table))
+
+
+def section(plan: QatPlan, float_onnx: str = FLOAT_ONNX) -> dict[str, Any]:
+    """conversion.json's ``qat`` section: what was imposed, tensor by tensor, and what could not be."""
+    acts = plan.result.get("activation_params", [])
+    weights = plan.result.get("weights", [])
+    return {"fake_quant_pairs": plan.qdq.pairs, "activation_ranges": len(plan.qdq.activations),
+            "weight_grids": sum(w.dtype != "int32" for w in plan.qdq.weights.values()),
+            "activations_exact": sum(a["exact"] for a in acts), "activations_in_tflite": len(acts),
+            "weights_exact": sum(w.get("status") == "exact" for w in weights), "weights_in_tflite": len(weights),
+            "float_reference": float_onnx, "activations": acts, "weights": weights,
+            "unmatched": plan.result.get("unmatched", []), "calibrated": plan.result.get("calibrated", [])}
+
+
+def simulation_check(int8_path: Path, qdq_onnx: Path, table: InputTable, feeds: Sequence[dict[str, np.ndarray]],
+                     names: Sequence[str]) -> dict[str, Any]:
+    """The int8 file (through the adapter) vs the QDQ model in ONNX Runtime, in output quantization steps."""
+    runner = Runner(int8_path, trusted=True, output_names=list(names), inputs=table)
+    steps = {o.name: o.scales[0] for o in runner.outputs if o.quantized and not o.per_axis}
+    diffs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for feed, ref in zip(feeds, run_onnx(qdq_onnx, feeds)):
+        got = runner.feed(feed)
+        for n, r in zip(names, ref):
+            diffs[n].append(((align_layout(r, got[n]).astype(np.float64) - r) / steps[n]).ravel())
+    return {"reference": f"onnxruntime on {qdq_onnx.name} (the QAT simulation)",
+            "candidate": "tflite int8 (via adapter)",
+            "outputs": {n: step_agreement(np.concatenate(d)) for n, d in diffs.items()}}
+
+
+def step_agreement(diff_steps: np.ndarray) -> dict[str, float]:
+    """Fractions of values equal to / within one output step of the reference, and the largest gap, in steps."""
+    a = np.abs(diff_steps)
+    return {"exact": float(np.mean(a < 0.5)), "within_1_step": float(np.mean(a < 1.5)),
+            "max_steps": float(a.max()) if a.size else 0.0}

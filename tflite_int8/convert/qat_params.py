@@ -1,0 +1,386 @@
+"""A quantization-aware model's own scales and zero points, imposed on the TF converter's int8 model.
+
+Why this way (tried on a QAT-trained model before choosing):
+
+* onnx2tf translates QuantizeLinear/DequantizeLinear into float arithmetic (divide, round, clip, cast,
+  subtract, multiply: ``onnx2tf/ops/QuantizeLinear.py``, ``DequantizeLinear.py``), not into
+  ``FakeQuantWithMinMaxVars``; the TF converter's own QAT path (fake-quant ops in the SavedModel,
+  no calibration) would need onnx2tf's handlers rewritten, and the weights, which onnx2tf folds
+  into constants (with the batch norm), would still be quantized by the converter's rule.
+* So the pairs are taken out of the ONNX graph (:mod:`.qdq`; weights replaced by their dequantized,
+  on-grid values) and the float graph is translated as usual.  The converter quantizes in two steps,
+  calibration (min/max of every activation recorded in the flatbuffer) then ``mlir_quantize``; this
+  module steps in between, like :mod:`.ranges`: every activation tensor the QAT model fake-quantizes
+  gets ``min, max = scale * (-128 - zp), scale * (127 - zp)``, so the converter derives exactly the
+  model's scale and zero point (and makes its requantization decisions, e.g. for a concatenation,
+  knowing them).  Tensors are matched **by value**: the calibrated TFLite model and the ONNX float
+  graph run on the same sample, and a TFLite tensor takes the range of the ONNX tensor with the same
+  values (up to NCHW/NHWC layout) — independent of onnx2tf's op names and of its fusions.
+* Weights: the converter's per-channel scale is ``max|w| / 127``, which equals the QAT scale only
+  where a channel's largest weight sits at +-127 steps (with PyTorch's moving-average observers it
+  often does not; a -128 step is common too).  So after ``mlir_quantize`` each int8 weight tensor is
+  matched by value to its QAT weight and rewritten with the QAT integers and scales (the bias
+  re-quantized to ``input_scale * weight_scale``): the file then holds the model's own grid.  -128
+  steps become -127 (TFLite int8 weights are symmetric, [-127, 127]) and asymmetric or differently
+  laid out grids are left to the converter: both are listed per tensor in ``adjustments``.
+
+Activations with no fake-quant in the model take their input's range through range-preserving ops
+(pooling, reshapes, padding), as an integer backend does; any left keep the calibration's min/max and
+are listed.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..config.inputs import InputTable
+from .qdq import QdqGraph, QRange, QWeight
+
+# TFLite ops whose outputs are some of their input's values: the input's grid holds them exactly.  (Averages
+# are not on it: a mean or a bilinear resize keeps its calibrated range, which rounds less.)
+SAME_SCALE = {"MAX_POOL_2D", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "PAD", "PADV2",
+              "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE", "SLICE", "GATHER", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
+              "SPLIT", "SPLIT_V", "RELU", "RELU6"}
+WEIGHT_OPS = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
+              "TRANSPOSE_CONV": (2, 1, 3)}  # op -> (input, weight, bias) positions
+PROBE_SAMPLES = 2
+MATCH_TOL = 1e-3  # float TFLite vs ONNX Runtime on the same float graph, relative to the tensor's peak
+
+
+@dataclass
+class QatPlan:
+    """What a QAT conversion imposes: the QDQ graph's ranges and grids, and the float graph to match against.
+
+    ``grid_onnx``: the graph without fake-quant, weights on their grid (:func:`.qdq.strip`, form ``grid``),
+    every fake-quantized tensor still named; ``probe``: a few samples, {input name: array} (source layout);
+    ``order``: the input names in the calibrated TFLite model's order.
+    The converter hook fills ``result`` (per-tensor table) and ``adjustments``.
+    """
+
+    qdq: QdqGraph
+    grid_onnx: Path
+    probe: Sequence[dict[str, np.ndarray]]
+    table: InputTable
+    order: Sequence[str]
+    result: dict[str, Any] = field(default_factory=dict)
+    adjustments: list[str] = field(default_factory=list)
+
+
+def use_qat_params(converter: Any, plan: QatPlan) -> None:
+    """Make ``converter`` quantize with the QAT model's own activation ranges and weight grids."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    calibrate = converter._quantize
+
+    def _quantize(result: Any, input_type: Any, output_type: Any, activations_type: Any, bias_type: Any,
+                  allow_float: Any, enable_variable_quantization: Any, debug_options: Any) -> bytes:
+        wants_calibrated = converter._experimental_calibrate_only
+        converter._experimental_calibrate_only = True
+        try:
+            calibrated = calibrate(result, input_type, output_type, activations_type, bias_type, allow_float,
+                                   enable_variable_quantization, debug_options)
+        finally:
+            converter._experimental_calibrate_only = wants_calibrated
+        ranged, assigned = impose_ranges(calibrated, plan)
+        if wants_calibrated:
+            return ranged
+        quantized = mlir_quantize(  # the call the converter makes after calibrating (lite.py, _quantize)
+            ranged, converter._experimental_disable_per_channel, input_data_type=input_type,
+            output_data_type=output_type, enable_variable_quantization=enable_variable_quantization,
+            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,
+            debug_options_str=debug_options.SerializeToString())
+        return impose_params(quantized, assigned, plan)
+
+    converter._quantize = _quantize
+
+
+# ---------------------------------------------------------------- activations: ranges before quantizing
+
+def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QRange]]:
+    """The calibrated model with each QAT tensor's min/max set to its grid; TFLite tensor name -> QAT range."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    ranged = [i for i, t in enumerate(graph.tensors) if t.quantization is not None and t.quantization.min is not None
+              and len(t.quantization.min) == 1]
+    tfl_values = _tflite_values(calibrated, ranged, plan)
+    onnx_values = _onnx_values(plan)
+    assigned: dict[int, tuple[QRange, str]] = {}
+    for i in ranged:
+        name = _match_activation(tfl_values.get(i), onnx_values)
+        if name is not None:
+            assigned[i] = (plan.qdq.activations[name], "qat")
+    _inherit(model, assigned)
+    rows, tensors = [], {}
+    for i, (qr, how) in sorted(assigned.items()):
+        lo, hi = qr.int8_limits()
+        graph.tensors[i].quantization.min, graph.tensors[i].quantization.max = [lo], [hi]
+        tname = _name(graph.tensors[i])
+        tensors[tname] = qr
+        rows.append({"tflite": tname, "onnx": qr.tensor, "range": how})
+    matched = {qr.tensor for qr, _ in assigned.values()}
+    unmatched = sorted(set(plan.qdq.activations) - matched)
+    calibrated_left = [_name(graph.tensors[i]) for i in ranged if i not in assigned]
+    plan.result["activations"] = rows
+    plan.result["unmatched"] = unmatched
+    plan.result["calibrated"] = calibrated_left
+    for qr in {qr.tensor: qr for qr, _ in assigned.values()}.values():
+        if qr.narrowed:
+            lo, hi = qr.int8_limits()
+            plan.adjustments.append(
+                f"QAT activation '{qr.tensor}': {qr.qmax - qr.qmin + 1}-level range ({qr.dtype} {qr.qmin}..{qr.qmax}, "
+                f"e.g. PyTorch's reduce_range) widened to TFLite's 256-level int8 grid at the same scale "
+                f"{qr.scale:.6g}: values up to {hi:.4g} are no longer clipped")
+    if unmatched:
+        plan.adjustments.append(f"{len(unmatched)} fake-quantized ONNX tensor(s) have no TFLite tensor (fused into "
+                                f"the next op by the translation, e.g. a conv output before its ReLU): their rounding "
+                                f"is not in the int8 model ({', '.join(unmatched[:4])}{', ...' if len(unmatched) > 4 else ''})")
+    if calibrated_left:
+        plan.adjustments.append(f"{len(calibrated_left)} TFLite activation tensor(s) have no fake-quant in the QAT "
+                                f"model: their ranges are the calibration data's min/max "
+                                f"({', '.join(calibrated_left[:3])}{', ...' if len(calibrated_left) > 3 else ''})")
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), tensors
+
+
+def _tflite_values(calibrated: bytes, indices: list[int], plan: QatPlan) -> dict[int, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inputs = [d["index"] for d in interp.get_input_details()]
+    runs: dict[int, list[np.ndarray]] = {i: [] for i in indices}
+    for feed in plan.probe[:PROBE_SAMPLES]:
+        for index, name in zip(inputs, plan.order):
+            interp.set_tensor(index, plan.table[name].to_tflite(np.asarray(feed[name], np.float32)))
+        interp.invoke()
+        for i in indices:
+            runs[i].append(np.array(interp.get_tensor(i), np.float32))
+    return {i: np.concatenate(v) for i, v in runs.items()}
+
+
+def _onnx_values(plan: QatPlan) -> dict[tuple[int, ...], list[tuple[str, np.ndarray]]]:
+    """Each fake-quantized ONNX tensor's values on the probe, in every layout TFLite may hold it, by shape."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(plan.grid_onnx))
+    names = list(plan.qdq.activations)
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in have)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feeds = [i.name for i in sess.get_inputs()]
+    outs = [sess.run(names, onnx_feed(feeds, x)) for x in plan.probe[:PROBE_SAMPLES]]
+    by_shape: dict[tuple[int, ...], list[tuple[str, np.ndarray]]] = {}
+    for k, name in enumerate(names):
+        v = np.concatenate([o[k] for o in outs]).astype(np.float32)
+        if v.size < 2 or float(np.ptp(v)) == 0.0:
+            continue  # a constant tensor matches anything: no evidence
+        for perm in _layouts(v.ndim):
+            moved = np.ascontiguousarray(v.transpose(perm))
+            by_shape.setdefault(moved.shape, []).append((name, moved))
+    return by_shape
+
+
+def _layouts(rank: int) -> list[tuple[int, ...]]:
+    """Identity and channels-last (onnx2tf's NCHW -> NHWC)."""
+    perms = [tuple(range(rank))]
+    if rank >= 3:
+        perms.append((0, *range(2, rank), 1))
+    return perms
+
+
+def _match_activation(values: np.ndarray | None, candidates: dict) -> str | None:
+    if values is None:
+        return None
+    best, best_err = None, np.inf
+    for name, ref in candidates.get(values.shape, []):
+        peak = float(np.max(np.abs(ref)))
+        err = float(np.max(np.abs(values - ref))) / max(peak, 1e-12)
+        if err <= MATCH_TOL and err < best_err:
+            best, best_err = name, err
+    return best
+
+
+def _inherit(model: Any, assigned: dict[int, tuple[QRange, str]]) -> None:
+    """Outputs of range-preserving ops without a QAT range of their own take their input's."""
+    graph = model.subgraphs[0]
+    for op in graph.operators:
+        if _op_name(model, op) not in SAME_SCALE or not len(op.inputs) or op.inputs[0] not in assigned:
+            continue
+        for o in op.outputs:
+            if o not in assigned:
+                assigned[o] = (assigned[op.inputs[0]][0], "inherited")
+
+
+# ---------------------------------------------------------------- weights and exactness, after quantizing
+
+def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -> bytes:
+    """The int8 model with the QAT scales made exact, the QAT weight grids written in, per-tensor report."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
+    graph = model.subgraphs[0]
+    rows = []
+    for t in graph.tensors:
+        qr = tensors.get(_name(t))
+        if qr is None or t.quantization is None or t.quantization.scale is None or len(t.quantization.scale) != 1:
+            continue
+        got_s, got_z = float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])
+        exact = abs(got_s - qr.scale) <= 1e-5 * qr.scale and got_z == qr.int8_zero_point
+        if exact:
+            t.quantization.scale = np.array([qr.scale], np.float32)
+        else:
+            plan.adjustments.append(f"activation '{_name(t)}' (QAT '{qr.tensor}'): TFLite holds scale {got_s:.6g} / "
+                                    f"zero point {got_z} instead of the QAT {qr.scale:.6g} / {qr.int8_zero_point} "
+                                    f"(the op that makes it requires its own output scale)")
+        rows.append({"tflite": _name(t), "onnx": qr.tensor, "qat_scale": qr.scale,
+                     "qat_zero_point": qr.int8_zero_point, "scale": float(t.quantization.scale[0]),
+                     "zero_point": int(t.quantization.zeroPoint[0]), "exact": bool(exact)})
+    plan.result["activation_params"] = rows
+    plan.result["weights"] = _impose_weights(model, plan)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _impose_weights(model: Any, plan: QatPlan) -> list[dict[str, Any]]:
+    graph = model.subgraphs[0]
+    rows = []
+    for op in graph.operators:
+        slots = WEIGHT_OPS.get(_op_name(model, op))
+        if slots is None or len(op.inputs) <= slots[1] or op.inputs[slots[1]] < 0:
+            continue
+        w_t = graph.tensors[op.inputs[slots[1]]]
+        if w_t.type != 9 or w_t.quantization is None or w_t.quantization.scale is None:  # 9: INT8
+            continue
+        ints = _buffer(model, w_t, np.int8)
+        scales = np.asarray(w_t.quantization.scale, np.float64)
+        axis = int(w_t.quantization.quantizedDimension) if len(scales) > 1 else None
+        deq = ints * (_along(scales, axis, ints.ndim) if axis is not None else scales[0])
+        found = _match_weight(deq, scales, axis, plan.qdq.weights)
+        row: dict[str, Any] = {"tflite": _name(w_t), "op": _op_name(model, op)}
+        if found is None:
+            row["status"] = "no QAT grid found: quantized by the converter (max|w|/127 per channel)"
+            rows.append(row)
+            continue
+        qw, perm = found
+        row["onnx"] = qw.tensor
+        status = _rewrite_weight(model, op, slots, w_t, qw, perm, axis, scales)
+        row["status"] = status
+        if status != "exact":
+            plan.adjustments.append(f"weight '{qw.tensor}' ({row['op']} '{_name(w_t)}'): {status}")
+        rows.append(row)
+    matched = {r.get("onnx") for r in rows}
+    for name in plan.qdq.weights:
+        if name not in matched and plan.qdq.weights[name].dtype != "int32":
+            plan.adjustments.append(f"weight '{name}': no int8 weight tensor of the TFLite model holds its grid "
+                                    f"(folded with another constant by the translation?): quantized by the converter")
+    return rows
+
+
+def _match_weight(deq: np.ndarray, scales: np.ndarray, axis: int | None,
+                  weights: dict[str, QWeight]) -> tuple[QWeight, tuple[int, ...]] | None:
+    """The QAT weight whose grid values the converter's int8 tensor holds (within half its step)."""
+    half = 0.5001 * (_along(scales, axis, deq.ndim) if axis is not None else scales[0])
+    for qw in weights.values():
+        if qw.dtype == "int32" or qw.q.size != deq.size:
+            continue
+        grid = qw.grid
+        for perm in itertools.permutations(range(grid.ndim)):
+            moved = grid.transpose(perm)
+            if moved.shape != deq.shape:
+                continue
+            if np.all(np.abs(moved - deq) <= half + 1e-7 * np.abs(moved)):
+                return qw, perm
+    return None
+
+
+def _rewrite_weight(model: Any, op: Any, slots: tuple[int, int, int], w_t: Any, qw: QWeight,
+                    perm: tuple[int, ...], axis: int | None, old_scales: np.ndarray) -> str:
+    """Write the QAT integers and scales into the converter's weight tensor, channel by channel where the
+    grid fits TFLite's (zero point 0, steps within [-127, 127]); other channels keep the converter's."""
+    q_axis = None if qw.axis is None else perm.index(qw.axis)
+    if qw.axis is not None and q_axis != axis:
+        return (f"per-channel grid along ONNX axis {qw.axis} is not TFLite's channel axis: the converter "
+                f"re-quantized it per output channel")
+    n = len(old_scales) if axis is not None else 1
+    steps = qw.steps.transpose(perm)  # integers relative to the zero point
+    scales = np.broadcast_to(np.asarray(qw.scale, np.float32).reshape(-1), (n,)).copy()
+    old_ints = _buffer(model, w_t, np.int8)
+    per_channel = [np.moveaxis(a, axis, 0) if axis is not None else a[None] for a in (steps, old_ints)]
+    new_scales = np.asarray(old_scales, np.float32).copy()
+    ints = per_channel[1].copy()
+    low, kept = 0, []
+    for c in range(n):
+        r = per_channel[0][c]
+        if r.min() < -128 or r.max() > 127:
+            kept.append(c)  # not an int8 symmetric grid (e.g. a non-zero zero point): the converter's stays
+            continue
+        low += int(np.count_nonzero(r < -127))
+        ints[c] = np.clip(r, -127, 127)
+        new_scales[c] = scales[c]
+    values = np.moveaxis(ints, 0, axis) if axis is not None else ints[0]
+    _set_buffer(model, w_t, values.astype(np.int8))
+    w_t.quantization.scale = new_scales
+    w_t.quantization.zeroPoint = np.zeros(len(new_scales), np.int64)
+    _requantize_bias(model, op, slots, new_scales)
+    notes = []
+    if kept:
+        zps = np.broadcast_to(np.asarray(qw.zero_point).reshape(-1), (n,))
+        notes.append(f"{len(kept)} of {n} channel(s) ({', '.join(map(str, kept[:5]))}) are not on a symmetric int8 "
+                     f"grid (zero point {', '.join(str(int(zps[c])) for c in kept[:5])}; TFLite int8 weights have "
+                     f"zero point 0): quantized by the converter (max|w|/127)")
+    if low:
+        notes.append(f"{low} value(s) at -128 steps moved to -127 (TFLite int8 weights are symmetric, [-127, 127])")
+    if qw.axis is None and n > 1:
+        notes.append(f"the per-tensor scale repeated for TFLite's {n} channels (same grid)")
+    return "; ".join(notes) or "exact"
+
+
+def _requantize_bias(model: Any, op: Any, slots: tuple[int, int, int], w_scales: np.ndarray) -> None:
+    graph = model.subgraphs[0]
+    if len(op.inputs) <= slots[2] or op.inputs[slots[2]] < 0:
+        return
+    b_t = graph.tensors[op.inputs[slots[2]]]
+    x_t = graph.tensors[op.inputs[slots[0]]]
+    if b_t.type != 2 or b_t.quantization is None or x_t.quantization is None:  # 2: INT32
+        return
+    old = np.asarray(b_t.quantization.scale, np.float64)
+    values = _buffer(model, b_t, np.int32).astype(np.float64) * (old if len(old) > 1 else old[0])
+    new = (np.float64(x_t.quantization.scale[0]) * w_scales.astype(np.float64)).astype(np.float32)
+    ints = np.clip(np.round(values / new.astype(np.float64)), -2**31, 2**31 - 1).astype(np.int32)
+    _set_buffer(model, b_t, ints)
+    b_t.quantization.scale = new
+    b_t.quantization.zeroPoint = np.zeros(len(new), np.int64)
+
+
+def _buffer(model: Any, t: Any, dtype: Any) -> np.ndarray:
+    return np.frombuffer(bytes(model.buffers[t.buffer].data), dtype).reshape(tuple(t.shape)).copy()
+
+
+def _set_buffer(model: Any, t: Any, values: np.ndarray) -> None:
+    model.buffers[t.buffer].data = np.frombuffer(np.ascontiguousarray(values).tobytes(), np.uint8)
+
+
+def _along(v: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    shape = [1] * rank
+    shape[axis] = -1
+    return np.asarray(v).reshape(shape)
+
+
+def _name(t: Any) -> str:
+    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+
+
+def _op_name(model: Any, op: Any) -> str:
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return names.get(builtin, str(builtin))
