@@ -191,3 +191,34 @@ def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "features": {0: "batch", 2: "h",
                                     3: "w"}, "logits": {0: "batch"}})
     return path
+
+
+@pytest.fixture(scope="session")
+def qat_model():
+    """tests.models.qat_tiny: trained here, then fine-tuned with torch.ao QAT (fake-quant modules attached)."""
+    from tests.models import qat_tiny
+
+    return qat_tiny()
+
+
+@pytest.fixture(scope="session")
+def quadrant_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Generated inputs of the QAT model's task (preprocessed, NCHW) as .npy: calibration/checks and verification."""
+    import torch
+
+    from tests.models import quadrant_batch
+
+    gen = torch.Generator().manual_seed(42)
+    folder = tmp_path_factory.mktemp("quadrants")
+    out = {}
+    for name, n in (("calib", 48), ("verify", 96)):
+        out[name] = folder / f"{name}.npy"
+        np.save(out[name], quadrant_batch(n, gen)[0].numpy().astype(np.float32))
+    return out
+
+
+@pytest.fixture(scope="session")
+def qat_conversion(tmp_path_factory: pytest.TempPathFactory, qat_model, quadrant_data):
+    """The QAT model converted once with its own scales."""
+    out = tmp_path_factory.mktemp("conv") / "qat"
+    return convert(qat_model, out, spec=TINY_SPEC, data=quadrant_data["calib"])

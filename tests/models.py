@@ -296,7 +296,7 @@ def quadrant_batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Te
     return x, y
 
 
-def qat_tiny(float_steps: int = 60, qat_steps: int = 40) -> nn.Module:
+def qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
     """QatNet trained here on generated data, then fine-tuned with torch.ao QAT (fused Conv-BN-ReLU, onednn
     qconfig: uint8 activations, per-channel int8 weights); returned in eval mode with its fake-quant modules."""
     torch.manual_seed(0)
@@ -319,3 +319,49 @@ def qat_tiny(float_steps: int = 60, qat_steps: int = 40) -> nn.Module:
 
 
 qat_tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
+def qdq_onnx(path, stacked: bool = False):
+    """A hand-built QDQ ONNX in ONNX Runtime's static-quantization layout: int8 weight initializers behind
+    DequantizeLinear (per channel for the conv), uint8 activations through QuantizeLinear/DequantizeLinear.
+    ``stacked``: every activation fake-quantized twice (a second set of fake-quant on top of the first)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(a, n) for n, a in {
+        "w1_q": rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8),
+        "w1_s": (rng.uniform(0.5, 1.5, 8) * 0.004).astype(np.float32), "w1_z": np.zeros(8, np.int8),
+        "b1": rng.normal(0, 0.1, 8).astype(np.float32),
+        "w2_q": rng.integers(-127, 128, (4, 8)).astype(np.int8), "w2_s": np.array(0.01, np.float32),
+        "w2_z": np.array(0, np.int8), "b2": rng.normal(0, 0.1, 4).astype(np.float32),
+        "a0_s": np.array(0.02, np.float32), "a0_z": np.array(128, np.uint8),
+        "a1_s": np.array(0.01, np.float32), "a1_z": np.array(0, np.uint8),
+        "a2_s": np.array(0.004, np.float32), "a2_z": np.array(0, np.uint8),
+        "a3_s": np.array(0.005, np.float32), "a3_z": np.array(120, np.uint8)}.items()]
+
+    def fq(x: str, k: int) -> list:
+        pair = [helper.make_node("QuantizeLinear", [x, f"a{k}_s", f"a{k}_z"], [f"{x}_q"]),
+                helper.make_node("DequantizeLinear", [f"{x}_q", f"a{k}_s", f"a{k}_z"], [f"{x}_dq"])]
+        if stacked:
+            pair += [helper.make_node("QuantizeLinear", [f"{x}_dq", f"a{k}_s", f"a{k}_z"], [f"{x}_q2"]),
+                     helper.make_node("DequantizeLinear", [f"{x}_q2", f"a{k}_s", f"a{k}_z"], [f"{x}_dq2"])]
+        return pair
+
+    def out(x: str) -> str:
+        return f"{x}_dq2" if stacked else f"{x}_dq"
+
+    nodes = fq("x", 0) + [
+        helper.make_node("DequantizeLinear", ["w1_q", "w1_s", "w1_z"], ["w1"], axis=0),
+        helper.make_node("Conv", [out("x"), "w1", "b1"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c"], ["r"])] + fq("r", 1) + [
+        helper.make_node("GlobalAveragePool", [out("r")], ["p"]), helper.make_node("Flatten", ["p"], ["f"])] + \
+        fq("f", 2) + [
+        helper.make_node("DequantizeLinear", ["w2_q", "w2_s", "w2_z"], ["w2"]),
+        helper.make_node("Gemm", [out("f"), "w2", "b2"], ["g"], transB=1)] + fq("g", 3) + [
+        helper.make_node("Identity", [out("g")], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path

@@ -177,6 +177,31 @@ def _not_writable(tmp: Path, ctx: Any) -> tuple:
     return argv, lambda: convert("tests.models:tiny", out, data=ctx.photos)
 
 
+def _qdq_recalibrated(tmp: Path, ctx: Any) -> tuple:
+    from tests.models import qdq_onnx
+    from tflite_int8 import Recipe
+
+    path = qdq_onnx(tmp / "qdq.onnx")
+    return _convert(path, tmp, ctx, argv=[*TINY, "--ranges", "mse"], recipe=Recipe(ranges="mse"))
+
+
+def _integer_ops(tmp: Path, ctx: Any) -> tuple:
+    from onnxruntime.quantization import QuantFormat, quantize_static
+    from onnxruntime.quantization.calibrate import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.left = [{"input": np.zeros((1, 3, 32, 32), np.float32)}]
+
+        def get_next(self):  # type: ignore[no-untyped-def]
+            return self.left.pop() if self.left else None
+
+    path = tmp / "qoperator.onnx"  # QLinearConv/QLinearMatMul: an integer model, not fake-quant
+    quantize_static(str(ctx.tiny_conversion.out_dir / "model.onnx"), str(path), Reader(),
+                    quant_format=QuantFormat.QOperator)
+    return _convert(path, tmp, ctx)
+
+
 def _tflite_as_model(tmp: Path, ctx: Any) -> tuple:
     return _convert(ctx.tiny_conversion.int8_path, tmp, ctx)
 
@@ -206,6 +231,10 @@ CASES = [
          "--input-shape gives 3 dims", lambda t, c: _with_shape(_dynamic(t, c), "x", (1, 3, 32), t)),
     Case("a .tflite given as the model to convert", AlreadyQuantizedError, 2, "already a TFLite model",
          _tflite_as_model),
+    Case("QDQ (quantization-aware) ONNX with a re-calibration request (--ranges mse)", AlreadyQuantizedError, 2,
+         "--ranges mse re-calibrates the activation ranges", _qdq_recalibrated),
+    Case("integer-op ONNX (QLinearConv, ONNX Runtime QOperator)", AlreadyQuantizedError, 2,
+         "is already quantized: it holds", _integer_ops),
     Case("empty .tflite to verify", InputError, 2, "is empty", lambda t, c: _verify_tflite(t, c, b"")),
     Case("truncated .tflite to verify", InputError, 2, "cannot be loaded", lambda t, c: _verify_tflite(
         t, c, c.tiny_conversion.int8_path.read_bytes()[:2000])),
@@ -354,3 +383,16 @@ def test_conversion_is_byte_deterministic_across_processes(tmp_path, photos):
         digests.append(((out / "model_int8.tflite").read_bytes(), (out / "model.onnx").read_bytes()))
     assert digests[0][1] == digests[1][1]
     assert digests[0][0] == digests[1][0]
+
+
+def test_qdq_onnx_is_accepted_as_qat(tmp_path, photos, capsys):
+    """The accepted side of the QAT rows: a QDQ ONNX converts, with its own scales (quantization_source qat)."""
+    import json
+
+    from tests.models import qdq_onnx
+
+    path = qdq_onnx(tmp_path / "qdq.onnx")
+    assert main(["convert", str(path), "-o", str(tmp_path / "out"), "--data", str(photos), *TINY]) == 0
+    assert "quantization: the model's own (QAT" in capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "conversion.json").read_text())
+    assert report["quantization_source"] == "qat" and (tmp_path / "out" / "model_float.onnx").is_file()

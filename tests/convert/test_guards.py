@@ -1,4 +1,5 @@
-"""Guards: an already-quantized model (ONNX, PyTorch, checkpoint) is refused with what was found and what to do."""
+"""Guards: an already-integer model (ONNX, PyTorch, checkpoint) is refused with what was found and what to do;
+quantization-aware ones (QDQ, fake-quant modules) are recognised as such."""
 from __future__ import annotations
 
 import pytest
@@ -7,6 +8,7 @@ from torch import nn
 
 from tests.models import TINY_SPEC, tiny
 from tflite_int8 import AlreadyQuantizedError, convert
+from tflite_int8.convert.guards import check_module, check_onnx
 from tflite_int8.cli import main
 
 
@@ -22,8 +24,7 @@ def test_onnx_quantized_by_onnxruntime_is_refused(tiny_conversion, tmp_path, pho
     assert "start from the float model" in err and not (tmp_path / "out").exists()
 
 
-def test_qdq_onnx_is_refused(tmp_path, photos):
-    import onnx
+def test_qdq_onnx_is_quantization_aware_not_refused():
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
@@ -31,22 +32,25 @@ def test_qdq_onnx_is_refused(tmp_path, photos):
     inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.02]), helper.make_tensor("z", TensorProto.INT8, [], [0])]
     graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])], inits)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "qdq.onnx")
-    with pytest.raises(AlreadyQuantizedError, match="DequantizeLinear x1, QuantizeLinear x1"):
-        convert(tmp_path / "qdq.onnx", tmp_path / "out", spec=TINY_SPEC, data=photos)
+    assert check_onnx(helper.make_model(graph), "qdq.onnx") == "qat"
 
 
-def test_pytorch_qat_and_quantized_modules_are_refused(tmp_path, photos):
+def test_pytorch_qat_accepted_quantized_modules_and_ptq_observers_refused(tmp_path, photos):
     qat = tiny().train()
     qat.qconfig = torch.ao.quantization.get_default_qat_qconfig("x86")
     torch.ao.quantization.prepare_qat(qat, inplace=True)
-    with pytest.raises(AlreadyQuantizedError, match="fake-quant/observer"):
-        convert(qat.eval(), tmp_path / "a", spec=TINY_SPEC, data=photos)
+    assert check_module(qat.eval(), "qat") == "qat"
+    assert check_module(tiny(), "float") == "float"
     dyn = torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 4)),
                                                  {nn.Linear}, dtype=torch.qint8)
-    with pytest.raises(AlreadyQuantizedError, match="quantized/QAT module"):
+    with pytest.raises(AlreadyQuantizedError, match="quantized module"):
         convert(dyn, tmp_path / "b", spec=TINY_SPEC, data=photos)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    ptq = tiny().eval()
+    ptq.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    torch.ao.quantization.prepare(ptq, inplace=True)
+    with pytest.raises(AlreadyQuantizedError, match="observer.*without fake-quant"):
+        convert(ptq, tmp_path / "c", spec=TINY_SPEC, data=photos)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_checkpoint_with_quantized_tensors_is_refused(tmp_path, photos, capsys):

@@ -35,6 +35,8 @@ THRESHOLD_FLAGS = {
     "max-accuracy-drop": ("accuracy_drop_points", "labelled accuracy drop, points"),
     "min-box-agreement": ("box_agreement", "detection: float/int8 box agreement"),
     "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),
+    "min-qat-within-1-step": ("qat_within_1_step", "QAT conversions: fraction of int8 output values within one "
+                              "output step of the model's own simulation (its QDQ model in ONNX Runtime)"),
 }
 
 

@@ -40,6 +40,13 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
     if sp and sp["float"]["fraction"] > 0.01:
         lines.append(f"sparsity: {sp['float']['fraction']:.1%} of float weights are zero, {sp['int8']['fraction']:.1%} "
                      f"of int8 weights. {sp['note']}")
+    q = report.get("qat")
+    if q:
+        sim = report.get("stages", {}).get("int8_check", {}).get("qat_simulation", {}).get("outputs", {})
+        lines.append(f"quantization: the model's own (QAT, not re-calibrated): {q['activations_exact']} of "
+                     f"{q['activations_in_tflite']} activation scales and {q['weights_exact']} of "
+                     f"{q['weights_in_tflite']} weight grids exactly as trained (the rest: notes below); vs its QDQ "
+                     "simulation: " + "; ".join(f"{n} {m['within_1_step']:.1%} within 1 step" for n, m in sim.items()))
     for adj in report.get("adjustments", []):
         lines.append(f"note: {adj}")
     return "\n".join(lines)
@@ -77,6 +84,9 @@ def verify_summary(result: Any) -> str:
         for name, m in st.get("outputs", {}).items():
             lines.append(f"{st['step']:16} {st['compared_with']:16} {name[:20]:20} {m['cosine']:10.6f} "
                          f"{m['cosine_min']:10.6f} {m['sqnr_db']:8.1f} {m['max_abs_err']:10.4g}")
+            if "within_1_step" in m:
+                lines.append(f"{'':16} in output steps: {m['exact']:.2%} equal, {m['within_1_step']:.2%} within 1 "
+                             f"step, largest gap {m['max_steps']:.0f}")
     for name, m in rep["outputs"].items():
         steps = f", max err {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
         lines.append(f"int8 vs {rep['reference']}, '{name}': mean cosine {m['cosine']:.4f}, SQNR "

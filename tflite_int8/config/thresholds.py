@@ -19,6 +19,7 @@ DEFAULTS: dict[str, float] = {
     "accuracy_drop_points": 1.0,   # labelled accuracy, float minus int8, in percentage points
     "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
     "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points
+    "qat_within_1_step": 0.99,     # QAT: int8 output values within one output step of the model's own simulation
 }
 
 
@@ -70,4 +71,18 @@ def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str,
                          f"(worst samples: {worst})")
         if limits.get("sqnr_db") is not None and m["sqnr_db"] < limits["sqnr_db"]:
             fails.append(f"output '{name}': mean SQNR {m['sqnr_db']:.2f} dB < {limits['sqnr_db']} dB")
+    return fails
+
+
+def check_simulation(stages: list[dict[str, Any]], step: str, limits: Mapping[str, float | None]) -> list[str]:
+    """Failure messages where the int8 outputs stray from a QAT model's own simulation (the ``step`` stage)."""
+    limit = limits.get("qat_within_1_step")
+    fails = []
+    for st in stages:
+        if st.get("compared_with") != step or limit is None:
+            continue
+        for name, m in st.get("outputs", {}).items():
+            if "within_1_step" in m and m["within_1_step"] < limit:
+                fails.append(f"output '{name}': {m['within_1_step']:.2%} of int8 values within 1 output step of the "
+                             f"QAT simulation ({step}) < {limit:.0%} (largest gap {m['max_steps']:.0f} steps)")
     return fails

@@ -93,12 +93,12 @@ def freeze_fake_quant(module: Any) -> tuple[Any, list[str]]:
     import torch
 
     module = copy.deepcopy(module).eval()
-    count = 0
-    for parent in list(module.modules()):
-        for cname, child in list(parent.named_children()):
-            if isinstance(child, torch.ao.quantization.FakeQuantizeBase):
-                setattr(parent, cname, _frozen(child))
-                count += 1
+    frozen: dict[int, Any] = {}  # one replacement per module: a module shared by two names stays shared
+    for name, child in list(module.named_modules(remove_duplicate=False)):
+        if isinstance(child, torch.ao.quantization.FakeQuantizeBase):
+            parent, _, attr = name.rpartition(".")
+            setattr(module.get_submodule(parent), attr, frozen.setdefault(id(child), _frozen(child)))
+    count = len(frozen)
     return module, [f"{count} fake-quant module(s) exported with their learned scales and zero points, observers "
                     f"off (on a copy; your module is unchanged)"]
 

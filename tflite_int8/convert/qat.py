@@ -22,7 +22,7 @@ from ..config.inputs import InputTable
 from ..config.recipe import Recipe
 from ..errors import AlreadyQuantizedError, ConversionError
 from ..runtime.adapter import Runner
-from ..runtime.metrics import align_layout
+from ..runtime.metrics import align_layout, step_agreement
 from ..runtime.reference import run_onnx
 from .converter import converter_order
 from .qat_params import QatPlan
@@ -99,9 +99,3 @@ def simulation_check(int8_path: Path, qdq_onnx: Path, table: InputTable, feeds: 
             "candidate": "tflite int8 (via adapter)",
             "outputs": {n: step_agreement(np.concatenate(d)) for n, d in diffs.items()}}
 
-
-def step_agreement(diff_steps: np.ndarray) -> dict[str, float]:
-    """Fractions of values equal to / within one output step of the reference, and the largest gap, in steps."""
-    a = np.abs(diff_steps)
-    return {"exact": float(np.mean(a < 0.5)), "within_1_step": float(np.mean(a < 1.5)),
-            "max_steps": float(a.max()) if a.size else 0.0}

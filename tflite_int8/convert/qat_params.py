@@ -115,6 +115,7 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
         name = _match_activation(tfl_values.get(i), onnx_values)
         if name is not None:
             assigned[i] = (plan.qdq.activations[name], "qat")
+    absorbed = _absorb_pre_activation(assigned, plan)
     _inherit(model, assigned)
     rows, tensors = [], {}
     for i, (qr, how) in sorted(assigned.items()):
@@ -123,7 +124,7 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
         tname = _name(graph.tensors[i])
         tensors[tname] = qr
         rows.append({"tflite": tname, "onnx": qr.tensor, "range": how})
-    matched = {qr.tensor for qr, _ in assigned.values()}
+    matched = {qr.tensor for qr, _ in assigned.values()} | set(absorbed)
     unmatched = sorted(set(plan.qdq.activations) - matched)
     calibrated_left = [_name(graph.tensors[i]) for i in ranged if i not in assigned]
     plan.result["activations"] = rows
@@ -136,6 +137,17 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
                 f"QAT activation '{qr.tensor}': {qr.qmax - qr.qmin + 1}-level range ({qr.dtype} {qr.qmin}..{qr.qmax}, "
                 f"e.g. PyTorch's reduce_range) widened to TFLite's 256-level int8 grid at the same scale "
                 f"{qr.scale:.6g}: values up to {hi:.4g} are no longer clipped")
+    if absorbed:
+        plan.adjustments.append(
+            f"{len(absorbed)} fake-quant(s) sit between an op and its activation (ReLU/ReLU6), which TFLite fuses "
+            f"into one int8 tensor: it takes the coarser of the two QAT scales, the one whose rounding dominates the "
+            f"simulation (e.g. '{next(iter(absorbed))}' before '{next(iter(absorbed.values()))}'); the other "
+            f"rounding is not in the int8 model")
+    if plan.qdq.back_to_back:
+        plan.adjustments.append(f"{len(plan.qdq.back_to_back)} tensor(s) fake-quantized twice in a row by the QAT "
+                                f"model (a requantization, e.g. around an identity op): TFLite rounds them once, to "
+                                f"the later range ({', '.join(plan.qdq.back_to_back[:3])})")
+        unmatched = [u for u in unmatched if u not in plan.qdq.back_to_back]
     if unmatched:
         plan.adjustments.append(f"{len(unmatched)} fake-quantized ONNX tensor(s) have no TFLite tensor (fused into "
                                 f"the next op by the translation, e.g. a conv output before its ReLU): their rounding "
@@ -183,9 +195,14 @@ def _onnx_values(plan: QatPlan) -> dict[tuple[int, ...], list[tuple[str, np.ndar
         if v.size < 2 or float(np.ptp(v)) == 0.0:
             continue  # a constant tensor matches anything: no evidence
         for perm in _layouts(v.ndim):
-            moved = np.ascontiguousarray(v.transpose(perm))
+            moved = _squeezed(v.transpose(perm))  # TFLite may keep or drop size-1 axes (a mean, a flatten)
             by_shape.setdefault(moved.shape, []).append((name, moved))
     return by_shape
+
+
+def _squeezed(v: np.ndarray) -> np.ndarray:
+    """All size-1 axes but the first (the samples) dropped."""
+    return np.ascontiguousarray(v.reshape(v.shape[:1] + tuple(d for d in v.shape[1:] if d != 1)))
 
 
 def _layouts(rank: int) -> list[tuple[int, ...]]:
@@ -199,13 +216,40 @@ def _layouts(rank: int) -> list[tuple[int, ...]]:
 def _match_activation(values: np.ndarray | None, candidates: dict) -> str | None:
     if values is None:
         return None
+    values = _squeezed(values)
     best, best_err = None, np.inf
     for name, ref in candidates.get(values.shape, []):
         peak = float(np.max(np.abs(ref)))
         err = float(np.max(np.abs(values - ref))) / max(peak, 1e-12)
-        if err <= MATCH_TOL and err < best_err:
+        if err <= MATCH_TOL and err <= best_err:  # a tie (a tensor fake-quantized twice): the later range
             best, best_err = name, err
     return best
+
+
+def _absorb_pre_activation(assigned: dict[int, tuple[QRange, str]], plan: QatPlan) -> dict[str, str]:
+    """Fake-quant before a ReLU/ReLU6 whose output is fake-quantized too: TFLite fuses the activation into the
+    op before it, so one tensor holds both.  It takes the coarser range (rounding on the coarser grid is most
+    of the simulation's error there).  Returns {pre-activation tensor: post-activation tensor} for all pairs."""
+    import onnx
+
+    graph = onnx.load(str(plan.grid_onnx)).graph
+    users: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    acts = plan.qdq.activations
+    pairs = {}
+    for name in acts:
+        nxt = users.get(name, [])
+        if len(nxt) == 1 and nxt[0].op_type in ("Relu", "Clip"):
+            after = [n.output[0] for n in users.get(nxt[0].output[0], []) if n.op_type == "Identity"]
+            if len(after) == 1 and after[0] in acts:
+                pairs[name] = after[0]
+    for i, (qr, how) in list(assigned.items()):
+        pre = next((u for u, v in pairs.items() if v == qr.tensor), None)
+        if pre is not None and acts[pre].scale > qr.scale:
+            assigned[i] = (acts[pre], "pre-activation")
+    return pairs
 
 
 def _inherit(model: Any, assigned: dict[int, tuple[QRange, str]]) -> None:
@@ -337,9 +381,7 @@ def _rewrite_weight(model: Any, op: Any, slots: tuple[int, int, int], w_t: Any, 
                      f"zero point 0): quantized by the converter (max|w|/127)")
     if low:
         notes.append(f"{low} value(s) at -128 steps moved to -127 (TFLite int8 weights are symmetric, [-127, 127])")
-    if qw.axis is None and n > 1:
-        notes.append(f"the per-tensor scale repeated for TFLite's {n} channels (same grid)")
-    return "; ".join(notes) or "exact"
+    return "; ".join(notes) or "exact"  # a per-tensor scale repeated for each channel is the same grid: exact
 
 
 def _requantize_bias(model: Any, op: Any, slots: tuple[int, int, int], w_scales: np.ndarray) -> None:

@@ -16,7 +16,7 @@ Activation pairs become ``Identity`` nodes, so every tensor keeps its name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -94,6 +94,7 @@ class QdqGraph:
     activations: dict[str, QRange]
     weights: dict[str, QWeight]
     pairs: int  # fake-quant pairs found
+    back_to_back: list[str] = field(default_factory=list)  # fake-quantized again right away (requantized)
 
     @property
     def is_qat(self) -> bool:
@@ -112,6 +113,7 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
     activations: dict[str, QRange] = {}
     weights: dict[str, QWeight] = {}
     pairs = 0
+    back_to_back: list[str] = []
 
     def value(name: str) -> np.ndarray | None:
         if name in inits:
@@ -135,7 +137,8 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
         elif node.op_type == "QuantizeLinear":
             pairs += 1
             chain, dq = _chain(node, users, source)
-            _check_not_stacked(node, producer, users, dq, source)
+            if any(n.op_type == "QuantizeLinear" for n in users.get(dq.output[0], [])):
+                back_to_back.append(dq.output[0])
             w = value(node.input[0])
             scale, zp, kind = _qparams(node, value, source)
             if w is not None:
@@ -154,7 +157,8 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
                 hi = min(hi, int(c_hi)) if c_hi is not None else hi
             activations[dq.output[0]] = QRange(dq.output[0], float(scale.reshape(())), int(zp.reshape(())), kind[0],
                                                lo, hi)
-    return QdqGraph(activations, weights, pairs)
+    _check_not_stacked(back_to_back, activations, source)
+    return QdqGraph(activations, weights, pairs, back_to_back)
 
 
 def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
@@ -183,7 +187,7 @@ def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
             drop.add(id(node))
             node = producer[node.input[0]]
         drop.add(id(node))
-        new_nodes.append((id(dq), helper.make_node("Identity", [node.input[0]], [name], name=f"{dq.name}/fake_quant")))
+        new_nodes.append((id(dq), helper.make_node("Identity", [node.input[0]], [name], name=f"{name}/fake_quant")))
     replace = dict(new_nodes)
     nodes = [replace.get(id(n), n) for n in g.node if id(n) not in drop or id(n) in replace]
     del g.node[:]
@@ -220,15 +224,15 @@ def _chain(q: Any, users: dict[str, list[Any]], source: str) -> tuple[list[Any],
                                     f"{AlreadyQuantizedError.ADVICE}")
 
 
-def _check_not_stacked(q: Any, producer: dict[str, Any], users: dict[str, list[Any]], dq: Any, source: str) -> None:
-    before = producer.get(q.input[0])
-    after = [n for n in users.get(dq.output[0], []) if n.op_type == "QuantizeLinear"]
-    if (before is not None and before.op_type == "DequantizeLinear") or after:
-        tensor = q.input[0] if before is not None and before.op_type == "DequantizeLinear" else dq.output[0]
-        raise AlreadyQuantizedError(f"{source}: tensor '{tensor}' is fake-quantized twice (a second "
-                                    f"QuantizeLinear/DequantizeLinear pair stacked on the first): quantization can "
-                                    f"not be applied more than once. Export the QAT model once, from its "
-                                    f"quantization-aware training, without adding fake-quant on top")
+def _check_not_stacked(back_to_back: list[str], activations: dict[str, QRange], source: str) -> None:
+    """A few fake-quants right after another are requantizations a QAT tool makes itself (PyTorch's FX mode
+    around an identity op); most of them doubled means a second set of fake-quant stacked on the first."""
+    if len(back_to_back) * 2 > len(activations) - len(back_to_back) > 0 or back_to_back and len(activations) <= 2:
+        raise AlreadyQuantizedError(f"{source}: {len(back_to_back)} of {len(activations) - len(back_to_back)} "
+                                    f"fake-quantized tensors are fake-quantized again right away (e.g. "
+                                    f"'{back_to_back[0]}'): a second set of QuantizeLinear/DequantizeLinear stacked on "
+                                    f"the first; quantization can not be applied more than once. Export the QAT model "
+                                    f"once, from its quantization-aware training, without adding fake-quant on top")
 
 
 def _qparams(node: Any, value: Any, source: str) -> tuple[np.ndarray, np.ndarray, tuple[str, int, int]]:

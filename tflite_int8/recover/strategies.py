@@ -57,6 +57,9 @@ from .concurrent import attempts_in_order
 from .weight_rounding import round_weights
 
 MSE = Recipe(ranges="mse")
+QAT_STOP = ("the model is quantization-aware: it was converted with its own learned scales (baseline), and every "
+            "other strategy would re-calibrate or re-round it, quantizing it twice; fine-tune it further, or recover "
+            "from the float model it was trained from")
 SAMPLES = 128  # calibration samples the float-weight transforms measure layer inputs on
 MAX_LATENCY_RATIO = 1.5  # default budget: an attempt at most this many times slower than the baseline int8 file
 
@@ -250,20 +253,24 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                   task=task, class_names=declared_class_names(model))
     if ray is not None:
         check_ray(ray)
+    stopped = None
     with staging(out, force) as stage, executor(ray) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
                       input_shapes)
         todo = [s for s in STRATEGIES if allow_float_ops or not s.needs_consent]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
-        if winner(rows) is None:  # the others do not depend on each other: with ray, at once
+        if winner(rows) is None and ctx.baseline.report.get("quantization_source") == "qat":
+            stopped = QAT_STOP  # every later strategy re-calibrates or re-rounds: not for a QAT model
+        elif winner(rows) is None:  # the others do not depend on each other: with ray, at once
             rows += attempts_in_order(todo[1:], partial(_stepped, checks=checks, diagnose=False), ctx, ex,
                                       stop=lambda row: row is not None and winner([row]) is not None)
         attempts = [r for r in rows if r is not None]
         won = winner(attempts)
         (stage / "recovery.json").write_text(dump_json({
             "winner": won, "passed": won is not None, "full_integer": won not in (None, "float-fallback"),
-            "max_latency_ratio": max_latency_ratio, "latency_conditions": conditions(), "attempts": attempts}))
+            "max_latency_ratio": max_latency_ratio, "latency_conditions": conditions(), "attempts": attempts,
+            "stopped": stopped}))
     return RecoveryResult(won is not None, won, attempts, out, max_latency_ratio)
 
 

@@ -35,6 +35,15 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     }
 
 
+def step_agreement(diff_steps: np.ndarray) -> dict[str, float]:
+    """Of a difference in output quantization steps: the fraction of values equal (< 0.5 step), within one
+    step (< 1.5) of the reference, and the largest gap in steps."""
+    a = np.abs(np.asarray(diff_steps, dtype=np.float64))
+    return {"exact": float(np.mean(a < 0.5)) if a.size else 1.0,
+            "within_1_step": float(np.mean(a < 1.5)) if a.size else 1.0,
+            "max_steps": float(a.max()) if a.size else 0.0}
+
+
 def worst(metrics: list[dict[str, float]]) -> dict[str, float]:
     """Combine per-sample metrics: worst case of each (max errors, min cosine/SQNR), mean of means."""
     if not metrics:

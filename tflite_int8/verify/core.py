@@ -22,7 +22,8 @@ from ..cluster import check_ray
 from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
-from ..config.thresholds import check_outputs, resolve_thresholds
+from ..config.thresholds import check_outputs, check_simulation, resolve_thresholds
+from ..convert.qat import FLOAT_ONNX, SIMULATION_STEP
 from ..convert.record import Conversion, read_conversion
 from ..convert.translate import translate
 from ..data.files import check_destination, dump_json, staging
@@ -63,6 +64,7 @@ class _Plan:
     conversion: Conversion | None
     onnx: Path | None
     notes: dict[str, str] = field(default_factory=dict)
+    qat: bool = False  # a quantization-aware conversion: its QDQ model is the reference to match
     int8_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape, from describe()
     inputs: InputTable | None = None  # the conversion's inputs; None: one image input described by ``spec``
 
@@ -126,7 +128,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             else:
                 the_task = choose_task(task, shapes, names)
             job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task,
-                            inputs=plan.inputs)
+                            inputs=plan.inputs, in_steps_vs=SIMULATION_STEP if plan.qat else None)
             if ray is None:
                 records, cluster = run_ladder(job, reader, workers=workers, progress=progress), None
             else:
@@ -142,6 +144,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         if cluster is not None:
             report["data"]["ray"] = cluster
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
+        failures += check_simulation(report["stages"], SIMULATION_STEP, limits)
         report["passed"], report["failures"] = not failures, failures
         report["seconds"] = round(time.perf_counter() - t0, 2)
     report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
@@ -175,32 +178,12 @@ def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None)
     if target is not None:
         conv = read_conversion(target)
         int8 = Path(tflite) if tflite else conv.int8_path
-        names = conv.output_names
         inputs = _with_spec(conv.inputs, spec)
         spec = spec or conv.spec
-        src = conv.source
-        if reference is not None:
-            ref = reference_spec(reference)
-            steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
-        elif conv.head.get("fix"):
-            skipped.append({"step": "pytorch", "reason": "the detector's head was split after export (boxes and "
-                            "scores apart, same math): the ONNX model is the reference"})
-        elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
-            weights = src.get("weights", {}).get("file")
-            steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
+        if conv.report.get("quantization_source") == "qat" and reference is None:
+            plan = _qat_plan(conv, int8, spec, inputs)
         else:
-            skipped.append({"step": "pytorch", "reason": "the conversion started from an ONNX file or an in-memory "
-                            "module: pass reference= (Python API) to include PyTorch"})
-        onnx: Path | None = conv.onnx_path
-        if onnx.is_file():
-            steps.append(EngineSpec("onnxruntime", "onnxruntime", str(onnx)))
-        else:
-            skipped.append({"step": "onnxruntime", "reason": f"{onnx} is missing"})
-            onnx = None
-        f32 = conv.variant_path("float32")
-        if f32 is not None and f32.is_file():
-            steps.append(EngineSpec("tflite-float32", "tflite", str(f32)))
-        plan = _Plan(steps, skipped, spec, int8, names, conv, onnx, inputs=inputs)
+            plan = _folder_plan(conv, int8, reference, spec, inputs)
     else:
         if tflite is None or reference is None:
             raise InputError("give a conversion output folder, or both a reference model and a .tflite to verify")
@@ -239,6 +222,53 @@ def _with_spec(inputs: InputTable, spec: PreprocessSpec | None) -> InputTable:
     return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in inputs))
 
 
+def _folder_plan(conv: Conversion, int8: Path, reference: Any, spec: PreprocessSpec, inputs: InputTable) -> _Plan:
+    """A conversion folder: PyTorch (when reproducible) -> ONNX Runtime -> float32 TFLite -> the int8 file."""
+    skipped: list[dict[str, str]] = []
+    steps: list[EngineSpec] = []
+    src = conv.source
+    if reference is not None:
+        ref = reference_spec(reference)
+        steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
+    elif conv.head.get("fix"):
+        skipped.append({"step": "pytorch", "reason": "the detector's head was split after export (boxes and "
+                        "scores apart, same math): the ONNX model is the reference"})
+    elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
+        weights = src.get("weights", {}).get("file")
+        steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
+    else:
+        skipped.append({"step": "pytorch", "reason": "the conversion started from an ONNX file or an in-memory "
+                        "module: pass reference= (Python API) to include PyTorch"})
+    onnx: Path | None = conv.onnx_path
+    if onnx.is_file():
+        steps.append(EngineSpec("onnxruntime", "onnxruntime", str(onnx)))
+    else:
+        skipped.append({"step": "onnxruntime", "reason": f"{onnx} is missing"})
+        onnx = None
+    f32 = conv.variant_path("float32")
+    if f32 is not None and f32.is_file():
+        steps.append(EngineSpec("tflite-float32", "tflite", str(f32)))
+    return _Plan(steps, skipped, spec, int8, conv.output_names, conv, onnx, inputs=inputs)
+
+
+def _qat_plan(conv: Conversion, int8: Path, spec: PreprocessSpec, inputs: InputTable) -> _Plan:
+    """A QAT conversion: the float model (fake-quant removed) -> its QDQ simulation -> the int8 file."""
+    steps = []
+    for step, path in (("float", conv.out_dir / FLOAT_ONNX), (SIMULATION_STEP, conv.onnx_path)):
+        if not path.is_file():
+            raise InputError(f"{conv.out_dir} is a quantization-aware conversion but {path.name} is missing: it is "
+                             f"the {'QAT simulation' if step == SIMULATION_STEP else 'float reference'} to verify against")
+        steps.append(EngineSpec(step, "onnxruntime", str(path)))
+    skipped = [{"step": "pytorch", "reason": "quantization-aware conversion: its QDQ model (model.onnx) is the "
+                "reference the int8 file must match, the float model without fake-quant (model_float.onnx) the "
+                "accuracy reference"},
+               {"step": "tflite-float32", "reason": "quantization-aware conversion: the float32 TFLite holds neither "
+                "reference (weights on the QAT grid, activations not rounded)"}]
+    plan = _Plan(steps, skipped, spec, int8, conv.output_names, conv, None, qat=True, inputs=inputs)
+    plan.notes[SIMULATION_STEP] = "ONNX Runtime on the QDQ model: the QAT model's own simulation"
+    return plan
+
+
 def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, reader: Any
              ) -> tuple[dict[str, Any], Any]:
     """Overlap of verification with calibration (by content hash), and the calibration reader when reproducible."""
@@ -269,6 +299,8 @@ def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, r
 def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> Any:
     """Re-translate model.onnx (SavedModel for the diagnosis, float32 TFLite for the ladder) when useful."""
     has_f32 = any(s.step == "tflite-float32" for s in plan.steps)
+    if plan.qat:
+        return None
     if plan.onnx is None or (has_f32 and not layers):
         if not has_f32 and plan.conversion is not None:
             plan.skipped.append({"step": "tflite-float32", "reason": "no float32 TFLite and no model.onnx"})
@@ -286,6 +318,10 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
             progress: Any) -> tuple[list[dict], str]:
     if not enabled:
         return [], "skipped (layers=False)"
+    if plan.qat:
+        return [], ("skipped: TF's quantization debugger re-calibrates the model, which a quantization-aware "
+                    "conversion never does; the qat-simulation step compares the int8 file with the model's own "
+                    "simulation instead")
     if translated is None:
         return [], "skipped: needs the conversion's model.onnx"
     note = "calibrated on the conversion's own calibration set"

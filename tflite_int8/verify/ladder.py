@@ -20,7 +20,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import Int8Error
 from ..progress import Progress
-from ..runtime.metrics import compare
+from ..runtime.metrics import compare, step_agreement
 from .engines import Engine, EngineSpec, aligned
 
 HIST_EDGES = np.linspace(-8.0, 8.0, 65)  # int8 - float error, in output quantization steps
@@ -37,6 +37,7 @@ class LadderJob:
     task: Any
     num_threads: int = 1
     inputs: InputTable | None = None  # the model's inputs (names, layouts); None: one input in spec's layout
+    in_steps_vs: str | None = None  # the step the last (quantized) one is also measured against in output steps
 
 
 def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
@@ -56,6 +57,10 @@ def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = N
         rec: dict[str, Any] = {"index": i, "name": sample.name, "source": sample.source, "steps": {}}
         for k in range(1, len(engines)):
             rec["steps"][job.steps[k].step] = {n: compare(outs[k - 1][n], outs[k][n]) for n in outs[0]}
+        if job.in_steps_vs is not None and len(engines) > 1 and job.steps[-2].step == job.in_steps_vs:
+            for n, m in rec["steps"][job.steps[-1].step].items():
+                if steps_q.get(n):
+                    m.update(step_agreement((outs[-1][n].astype(np.float64) - outs[-2][n]) / steps_q[n]))
         ref, q = outs[0], outs[-1]
         rec["end_to_end"] = {}
         for n in ref:
@@ -168,7 +173,12 @@ def summarize_outputs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
 
 def _combine(ms: Sequence[dict[str, float]]) -> dict[str, Any]:
     sq = [m["sqnr_db"] for m in ms]
-    return {"cosine": float(np.mean([m["cosine"] for m in ms])), "cosine_min": min(m["cosine"] for m in ms),
+    steps = {}
+    if all("within_1_step" in m for m in ms):  # equal-sized samples: the mean of fractions is the fraction
+        steps = {"exact": float(np.mean([m["exact"] for m in ms])),
+                 "within_1_step": float(np.mean([m["within_1_step"] for m in ms])),
+                 "max_steps": max(m["max_steps"] for m in ms)}
+    return steps | {"cosine": float(np.mean([m["cosine"] for m in ms])), "cosine_min": min(m["cosine"] for m in ms),
             "sqnr_db": float(np.mean(np.minimum(sq, 300.0))), "sqnr_db_min": min(sq),
             "max_abs_err": max(m["max_abs_err"] for m in ms),
             "mean_abs_err": float(np.mean([m["mean_abs_err"] for m in ms])),

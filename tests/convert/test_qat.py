@@ -1,0 +1,106 @@
+"""Quantization-aware models: converted with their own scales (not re-calibrated), checked against their own
+simulation (the QDQ model in ONNX Runtime); re-calibration of a QAT model and stacked fake-quant refused."""
+from __future__ import annotations
+
+import copy
+import re
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.models import TINY_SPEC, qdq_onnx
+from tflite_int8 import AlreadyQuantizedError, Recipe, convert, verify
+from tflite_int8.convert.qdq import read_qdq, strip
+from tflite_int8.runtime.reference import run_onnx
+
+
+def _tflite_scales(path) -> dict[str, np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    return {d["name"]: d["quantization_parameters"]["scales"] for d in interp.get_tensor_details()}
+
+
+def test_qat_module_keeps_its_learned_scales(qat_conversion, qat_model):
+    rep = qat_conversion.report
+    assert rep["quantization_source"] == "qat"
+    inp, out = rep["tensors"]["inputs"][0], rep["tensors"]["outputs"][0]
+    stub, head = qat_model.quant.activation_post_process, qat_model.fc.activation_post_process
+    assert inp["scale"][0] == pytest.approx(float(stub.scale), rel=1e-6)
+    assert inp["zero_point"][0] == int(stub.zero_point) - 128  # uint8 grid -> the same grid as int8
+    assert out["scale"][0] == pytest.approx(float(head.scale), rel=1e-6)
+    assert out["zero_point"][0] == int(head.zero_point) - 128
+    acts = rep["qat"]["activations"]
+    assert len(acts) >= 6 and all(a["exact"] or any(a["tflite"] in adj for adj in rep["adjustments"]) for a in acts)
+    # weights: the int8 file's per-channel scales are the fake-quant modules' own, except the channels the
+    # weight's adjustment names
+    scales = _tflite_scales(qat_conversion.int8_path)
+    modules = {"c1": qat_model.c1, "c2": qat_model.c2, "c3": qat_model.c3, "fc": qat_model.fc}
+    assert len(rep["qat"]["weights"]) == 4
+    for row in rep["qat"]["weights"]:
+        trained = modules[row["onnx"].split("/")[1]].weight_fake_quant.scale.detach().numpy()
+        differ = int(np.count_nonzero(scales[row["tflite"]] != trained))
+        listed = re.search(r"(\d+) of \d+ channel", row["status"])
+        assert differ == (int(listed.group(1)) if listed else 0), row
+        if row["status"] != "exact":
+            assert any(row["onnx"] in adj for adj in rep["adjustments"])
+
+
+def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data):
+    check = qat_conversion.report["stages"]["int8_check"]["qat_simulation"]["outputs"]["output"]
+    assert check["within_1_step"] >= 0.99
+    res = verify(qat_conversion.out_dir, data=quadrant_data["verify"], layers=False)
+    steps = {s["step"]: s for s in res.report["stages"]}
+    assert res.report["reference"] == "float"  # the model without fake-quant: the accuracy reference
+    sim = steps["tflite-int8"]
+    assert sim["compared_with"] == "qat-simulation"
+    m = sim["outputs"]["output"]
+    assert m["within_1_step"] >= 0.99 and m["exact"] > 0.5, m
+    assert res.passed, res.failures
+    strict = verify(qat_conversion.out_dir, data=quadrant_data["verify"], layers=False,
+                    thresholds={"qat_within_1_step": 1.01})  # an impossible bar: the check can fail
+    assert not strict.passed and "within 1 output step of the QAT simulation" in strict.failures[0]
+
+
+def test_float_reference_is_the_model_without_fake_quant(qat_conversion, qat_model, quadrant_data):
+    off = copy.deepcopy(qat_model).apply(torch.ao.quantization.disable_fake_quant)
+    x = np.load(quadrant_data["verify"])[:8]
+    with torch.no_grad():
+        want = off(torch.from_numpy(x)).numpy()
+    got = np.concatenate([run_onnx(qat_conversion.out_dir / "model_float.onnx", [x[i:i + 1]])[0][0]
+                          for i in range(len(x))])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    ops = {n.op_type for n in onnx.load(qat_conversion.out_dir / "model_float.onnx").graph.node}
+    assert not ops & {"QuantizeLinear", "DequantizeLinear"}
+
+
+def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
+    path = qdq_onnx(tmp_path / "qdq.onnx")
+    model = onnx.load(path)
+    qdq = read_qdq(model, "qdq.onnx")
+    assert set(qdq.weights) == {"w1", "w2"} and len(qdq.activations) == 4
+    grid = {i.name: onnx.numpy_helper.to_array(i) for i in strip(model, qdq, "grid").graph.initializer}
+    np.testing.assert_array_equal(grid["w1"], qdq.weights["w1"].grid)
+    res = convert(path, tmp_path / "out", spec=TINY_SPEC, data=quadrant_data["calib"])
+    q = res.report["qat"]
+    assert q["activations_exact"] == q["activations_in_tflite"] >= 4  # the 4 ranges, and a padding that keeps one
+    assert [w["status"] for w in q["weights"]] == ["exact", "exact"]
+    assert res.report["stages"]["int8_check"]["qat_simulation"]["outputs"]["y"]["exact"] == 1.0
+
+
+def test_recalibrating_a_qat_model_is_refused(tmp_path, quadrant_data):
+    path = qdq_onnx(tmp_path / "qdq.onnx")
+    for recipe, why in ((Recipe(ranges="mse"), "--ranges mse re-calibrates"),
+                        (Recipe(per_channel=False), "--per-tensor re-quantizes"),
+                        (Recipe(variants=("int16x8",)), "int16x8 calibrates")):
+        with pytest.raises(AlreadyQuantizedError, match=why):
+            convert(path, tmp_path / "out", spec=TINY_SPEC, data=quadrant_data["calib"], recipe=recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stacked_fake_quant_is_refused(tmp_path):
+    path = qdq_onnx(tmp_path / "stacked.onnx", stacked=True)
+    with pytest.raises(AlreadyQuantizedError, match="fake-quantized again right away"):
+        read_qdq(onnx.load(path), "stacked.onnx")
