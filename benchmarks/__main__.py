@@ -7,7 +7,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from benchmarks import (bench_accuracy, bench_adapter, bench_convert, bench_detector, bench_latency,  # noqa: E402
-                        bench_perf, bench_ray, bench_recover)
+                        bench_perf, bench_qat, bench_ray, bench_recover)
 from benchmarks.common import machine  # noqa: E402
 
 
@@ -101,6 +101,7 @@ def main() -> None:
     perf = bench_perf.run()
     on_ray = bench_ray.run()
     recovery = bench_recover.run()  # last: its latency column is indicative only (int16x8 runs unaccelerated)
+    qat = bench_qat.run()
     lines = ["# Benchmarks", "", "Produced by `.venv/bin/python -m benchmarks` (rewrites this file). Machines here are",
              "shared and noisy: compare the ratios, measured in the same run, not absolute times.", "",
              f"Run: {machine()}", "", "## Conversion: ours vs onnx2tf `-oiqt` (same ONNX, same 120 calibration samples)",
@@ -168,6 +169,12 @@ def main() -> None:
               "Calibration: even half of the bundled photos x 10 views; verification: 25 views of each odd photo "
               "(300 samples); goal top-1 agreement >= 95 % and logits cosine >= 0.99, full-integer.", ""]
     lines += bench_recover.table(recovery)
+    lines += ["## Quantization-aware training vs the PTQ recipes: MobileNetV2 (`benchmarks/bench_qat.py`)", "",
+              f"QAT: torch.ao FX-mode fine-tuning, {qat['training']['steps']} steps of {qat['training']['batch']} views, "
+              "distilled from the float model on the even photos (+3 skimage photos); PTQ calibration: even photos x "
+              f"{bench_qat.CALIB_VIEWS} views; all verified on {bench_qat.VERIFY_VIEWS} views of each odd photo (300 "
+              "samples) against the float model (no offline ImageNet labels: its top-1 is the label).", ""]
+    lines += bench_qat.table(qat)
     lines += ["## Calibration memory and verifier throughput (EfficientNet-Lite0)", ""] + bench_perf.table(perf)
     lines += ["## verify on Ray vs this machine (EfficientNet-Lite0), and ImageNet-val on paper", ""]
     lines += bench_ray.table(on_ray)

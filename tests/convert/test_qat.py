@@ -51,7 +51,10 @@ def test_qat_module_keeps_its_learned_scales(qat_conversion, qat_model):
 def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data):
     check = qat_conversion.report["stages"]["int8_check"]["qat_simulation"]["outputs"]["output"]
     assert check["within_1_step"] >= 0.99
-    res = verify(qat_conversion.out_dir, data=quadrant_data["verify"], layers=False)
+    res = verify(qat_conversion.out_dir, data=quadrant_data["verify"])
+    rows = res.report["qat_layers"]  # tensor by tensor, the int8 file against the simulation
+    assert len(rows) >= 6 and rows[0]["exact"] == 1.0  # the input: the same grid, the same rounding
+    assert not [r for r in rows if r["departs"]], rows
     steps = {s["step"]: s for s in res.report["stages"]}
     assert res.report["reference"] == "float"  # the model without fake-quant: the accuracy reference
     sim = steps["tflite-int8"]

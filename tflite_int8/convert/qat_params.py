@@ -30,7 +30,6 @@ are listed.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,15 +37,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config.inputs import InputTable
-from .qdq import QdqGraph, QRange, QWeight
+from .qat_weights import impose_weights, op_name, tensor_name
+from .qdq import QdqGraph, QRange
 
 # TFLite ops whose outputs are some of their input's values: the input's grid holds them exactly.  (Averages
 # are not on it: a mean or a bilinear resize keeps its calibrated range, which rounds less.)
 SAME_SCALE = {"MAX_POOL_2D", "RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "PAD", "PADV2",
               "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE", "SLICE", "GATHER", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE",
               "SPLIT", "SPLIT_V", "RELU", "RELU6"}
-WEIGHT_OPS = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
-              "TRANSPOSE_CONV": (2, 1, 3)}  # op -> (input, weight, bias) positions
 PROBE_SAMPLES = 2
 MATCH_TOL = 1e-3  # float TFLite vs ONNX Runtime on the same float graph, relative to the tensor's peak
 
@@ -91,7 +89,8 @@ def use_qat_params(converter: Any, plan: QatPlan) -> None:
         quantized = mlir_quantize(  # the call the converter makes after calibrating (lite.py, _quantize)
             ranged, converter._experimental_disable_per_channel, input_data_type=input_type,
             output_data_type=output_type, enable_variable_quantization=enable_variable_quantization,
-            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,
+            disable_per_channel_for_dense_layers=(
+                converter._experimental_disable_per_channel_quantization_for_dense_layers),
             debug_options_str=debug_options.SerializeToString())
         return impose_params(quantized, assigned, plan)
 
@@ -121,12 +120,12 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
     for i, (qr, how) in sorted(assigned.items()):
         lo, hi = qr.int8_limits()
         graph.tensors[i].quantization.min, graph.tensors[i].quantization.max = [lo], [hi]
-        tname = _name(graph.tensors[i])
+        tname = tensor_name(graph.tensors[i])
         tensors[tname] = qr
         rows.append({"tflite": tname, "onnx": qr.tensor, "range": how})
     matched = {qr.tensor for qr, _ in assigned.values()} | set(absorbed)
     unmatched = sorted(set(plan.qdq.activations) - matched)
-    calibrated_left = [_name(graph.tensors[i]) for i in ranged if i not in assigned]
+    calibrated_left = [tensor_name(graph.tensors[i]) for i in ranged if i not in assigned]
     plan.result["activations"] = rows
     plan.result["unmatched"] = unmatched
     plan.result["calibrated"] = calibrated_left
@@ -151,12 +150,16 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
     if unmatched:
         plan.adjustments.append(f"{len(unmatched)} fake-quantized ONNX tensor(s) have no TFLite tensor (fused into "
                                 f"the next op by the translation, e.g. a conv output before its ReLU): their rounding "
-                                f"is not in the int8 model ({', '.join(unmatched[:4])}{', ...' if len(unmatched) > 4 else ''})")
+                                f"is not in the int8 model ({_few(unmatched, 4)})")
     if calibrated_left:
         plan.adjustments.append(f"{len(calibrated_left)} TFLite activation tensor(s) have no fake-quant in the QAT "
                                 f"model: their ranges are the calibration data's min/max "
-                                f"({', '.join(calibrated_left[:3])}{', ...' if len(calibrated_left) > 3 else ''})")
+                                f"({_few(calibrated_left, 3)})")
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), tensors
+
+
+def _few(names: list[str], n: int) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
 def _tflite_values(calibrated: bytes, indices: list[int], plan: QatPlan) -> dict[int, np.ndarray]:
@@ -256,7 +259,7 @@ def _inherit(model: Any, assigned: dict[int, tuple[QRange, str]]) -> None:
     """Outputs of range-preserving ops without a QAT range of their own take their input's."""
     graph = model.subgraphs[0]
     for op in graph.operators:
-        if _op_name(model, op) not in SAME_SCALE or not len(op.inputs) or op.inputs[0] not in assigned:
+        if op_name(model, op) not in SAME_SCALE or not len(op.inputs) or op.inputs[0] not in assigned:
             continue
         for o in op.outputs:
             if o not in assigned:
@@ -273,7 +276,7 @@ def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -
     graph = model.subgraphs[0]
     rows = []
     for t in graph.tensors:
-        qr = tensors.get(_name(t))
+        qr = tensors.get(tensor_name(t))
         if qr is None or t.quantization is None or t.quantization.scale is None or len(t.quantization.scale) != 1:
             continue
         got_s, got_z = float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])
@@ -281,148 +284,12 @@ def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -
         if exact:
             t.quantization.scale = np.array([qr.scale], np.float32)
         else:
-            plan.adjustments.append(f"activation '{_name(t)}' (QAT '{qr.tensor}'): TFLite holds scale {got_s:.6g} / "
-                                    f"zero point {got_z} instead of the QAT {qr.scale:.6g} / {qr.int8_zero_point} "
-                                    f"(the op that makes it requires its own output scale)")
-        rows.append({"tflite": _name(t), "onnx": qr.tensor, "qat_scale": qr.scale,
+            plan.adjustments.append(f"activation '{tensor_name(t)}' (QAT '{qr.tensor}'): TFLite holds scale "
+                                    f"{got_s:.6g} / zero point {got_z} instead of the QAT {qr.scale:.6g} / "
+                                    f"{qr.int8_zero_point} (the op that makes it requires its own output scale)")
+        rows.append({"tflite": tensor_name(t), "onnx": qr.tensor, "qat_scale": qr.scale,
                      "qat_zero_point": qr.int8_zero_point, "scale": float(t.quantization.scale[0]),
                      "zero_point": int(t.quantization.zeroPoint[0]), "exact": bool(exact)})
     plan.result["activation_params"] = rows
-    plan.result["weights"] = _impose_weights(model, plan)
+    plan.result["weights"] = impose_weights(model, plan)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def _impose_weights(model: Any, plan: QatPlan) -> list[dict[str, Any]]:
-    graph = model.subgraphs[0]
-    rows = []
-    for op in graph.operators:
-        slots = WEIGHT_OPS.get(_op_name(model, op))
-        if slots is None or len(op.inputs) <= slots[1] or op.inputs[slots[1]] < 0:
-            continue
-        w_t = graph.tensors[op.inputs[slots[1]]]
-        if w_t.type != 9 or w_t.quantization is None or w_t.quantization.scale is None:  # 9: INT8
-            continue
-        ints = _buffer(model, w_t, np.int8)
-        scales = np.asarray(w_t.quantization.scale, np.float64)
-        axis = int(w_t.quantization.quantizedDimension) if len(scales) > 1 else None
-        deq = ints * (_along(scales, axis, ints.ndim) if axis is not None else scales[0])
-        found = _match_weight(deq, scales, axis, plan.qdq.weights)
-        row: dict[str, Any] = {"tflite": _name(w_t), "op": _op_name(model, op)}
-        if found is None:
-            row["status"] = "no QAT grid found: quantized by the converter (max|w|/127 per channel)"
-            rows.append(row)
-            continue
-        qw, perm = found
-        row["onnx"] = qw.tensor
-        status = _rewrite_weight(model, op, slots, w_t, qw, perm, axis, scales)
-        row["status"] = status
-        if status != "exact":
-            plan.adjustments.append(f"weight '{qw.tensor}' ({row['op']} '{_name(w_t)}'): {status}")
-        rows.append(row)
-    matched = {r.get("onnx") for r in rows}
-    for name in plan.qdq.weights:
-        if name not in matched and plan.qdq.weights[name].dtype != "int32":
-            plan.adjustments.append(f"weight '{name}': no int8 weight tensor of the TFLite model holds its grid "
-                                    f"(folded with another constant by the translation?): quantized by the converter")
-    return rows
-
-
-def _match_weight(deq: np.ndarray, scales: np.ndarray, axis: int | None,
-                  weights: dict[str, QWeight]) -> tuple[QWeight, tuple[int, ...]] | None:
-    """The QAT weight whose grid values the converter's int8 tensor holds (within half its step)."""
-    half = 0.5001 * (_along(scales, axis, deq.ndim) if axis is not None else scales[0])
-    for qw in weights.values():
-        if qw.dtype == "int32" or qw.q.size != deq.size:
-            continue
-        grid = qw.grid
-        for perm in itertools.permutations(range(grid.ndim)):
-            moved = grid.transpose(perm)
-            if moved.shape != deq.shape:
-                continue
-            if np.all(np.abs(moved - deq) <= half + 1e-7 * np.abs(moved)):
-                return qw, perm
-    return None
-
-
-def _rewrite_weight(model: Any, op: Any, slots: tuple[int, int, int], w_t: Any, qw: QWeight,
-                    perm: tuple[int, ...], axis: int | None, old_scales: np.ndarray) -> str:
-    """Write the QAT integers and scales into the converter's weight tensor, channel by channel where the
-    grid fits TFLite's (zero point 0, steps within [-127, 127]); other channels keep the converter's."""
-    q_axis = None if qw.axis is None else perm.index(qw.axis)
-    if qw.axis is not None and q_axis != axis:
-        return (f"per-channel grid along ONNX axis {qw.axis} is not TFLite's channel axis: the converter "
-                f"re-quantized it per output channel")
-    n = len(old_scales) if axis is not None else 1
-    steps = qw.steps.transpose(perm)  # integers relative to the zero point
-    scales = np.broadcast_to(np.asarray(qw.scale, np.float32).reshape(-1), (n,)).copy()
-    old_ints = _buffer(model, w_t, np.int8)
-    per_channel = [np.moveaxis(a, axis, 0) if axis is not None else a[None] for a in (steps, old_ints)]
-    new_scales = np.asarray(old_scales, np.float32).copy()
-    ints = per_channel[1].copy()
-    low, kept = 0, []
-    for c in range(n):
-        r = per_channel[0][c]
-        if r.min() < -128 or r.max() > 127:
-            kept.append(c)  # not an int8 symmetric grid (e.g. a non-zero zero point): the converter's stays
-            continue
-        low += int(np.count_nonzero(r < -127))
-        ints[c] = np.clip(r, -127, 127)
-        new_scales[c] = scales[c]
-    values = np.moveaxis(ints, 0, axis) if axis is not None else ints[0]
-    _set_buffer(model, w_t, values.astype(np.int8))
-    w_t.quantization.scale = new_scales
-    w_t.quantization.zeroPoint = np.zeros(len(new_scales), np.int64)
-    _requantize_bias(model, op, slots, new_scales)
-    notes = []
-    if kept:
-        zps = np.broadcast_to(np.asarray(qw.zero_point).reshape(-1), (n,))
-        notes.append(f"{len(kept)} of {n} channel(s) ({', '.join(map(str, kept[:5]))}) are not on a symmetric int8 "
-                     f"grid (zero point {', '.join(str(int(zps[c])) for c in kept[:5])}; TFLite int8 weights have "
-                     f"zero point 0): quantized by the converter (max|w|/127)")
-    if low:
-        notes.append(f"{low} value(s) at -128 steps moved to -127 (TFLite int8 weights are symmetric, [-127, 127])")
-    return "; ".join(notes) or "exact"  # a per-tensor scale repeated for each channel is the same grid: exact
-
-
-def _requantize_bias(model: Any, op: Any, slots: tuple[int, int, int], w_scales: np.ndarray) -> None:
-    graph = model.subgraphs[0]
-    if len(op.inputs) <= slots[2] or op.inputs[slots[2]] < 0:
-        return
-    b_t = graph.tensors[op.inputs[slots[2]]]
-    x_t = graph.tensors[op.inputs[slots[0]]]
-    if b_t.type != 2 or b_t.quantization is None or x_t.quantization is None:  # 2: INT32
-        return
-    old = np.asarray(b_t.quantization.scale, np.float64)
-    values = _buffer(model, b_t, np.int32).astype(np.float64) * (old if len(old) > 1 else old[0])
-    new = (np.float64(x_t.quantization.scale[0]) * w_scales.astype(np.float64)).astype(np.float32)
-    ints = np.clip(np.round(values / new.astype(np.float64)), -2**31, 2**31 - 1).astype(np.int32)
-    _set_buffer(model, b_t, ints)
-    b_t.quantization.scale = new
-    b_t.quantization.zeroPoint = np.zeros(len(new), np.int64)
-
-
-def _buffer(model: Any, t: Any, dtype: Any) -> np.ndarray:
-    return np.frombuffer(bytes(model.buffers[t.buffer].data), dtype).reshape(tuple(t.shape)).copy()
-
-
-def _set_buffer(model: Any, t: Any, values: np.ndarray) -> None:
-    model.buffers[t.buffer].data = np.frombuffer(np.ascontiguousarray(values).tobytes(), np.uint8)
-
-
-def _along(v: np.ndarray, axis: int, rank: int) -> np.ndarray:
-    shape = [1] * rank
-    shape[axis] = -1
-    return np.asarray(v).reshape(shape)
-
-
-def _name(t: Any) -> str:
-    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-
-
-def _op_name(model: Any, op: Any) -> str:
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(builtin, str(builtin))

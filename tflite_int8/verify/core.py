@@ -41,6 +41,7 @@ from .distributed import run_ladder_on_ray
 from .engines import EngineSpec, reference_spec, shared_output_names
 from .html import render
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
+from .qat_layers import simulation_layers
 from .tasks import choose_task, label_for, read_class_names, read_labels
 
 LAYER_SAMPLES = 16
@@ -134,6 +135,9 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             else:
                 records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
+            qat_rows = (simulation_layers(plan.conversion.out_dir, plan.conversion.report,
+                                          [s for _, s in zip(range(LAYER_SAMPLES), reader)], plan.inputs)
+                        if plan.qat and layers and plan.conversion is not None and plan.inputs is not None else None)
             sizes = _sizes_latency(plan)
         label_list = _labels_in_order(labels, records)
         report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
@@ -143,6 +147,8 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             report["class_names"] = {"count": len(names), "source": names_from}
         if cluster is not None:
             report["data"]["ray"] = cluster
+        if qat_rows is not None:
+            report["qat_layers"] = qat_rows
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
         failures += check_simulation(report["stages"], SIMULATION_STEP, limits)
         report["passed"], report["failures"] = not failures, failures
@@ -256,8 +262,9 @@ def _qat_plan(conv: Conversion, int8: Path, spec: PreprocessSpec, inputs: InputT
     steps = []
     for step, path in (("float", conv.out_dir / FLOAT_ONNX), (SIMULATION_STEP, conv.onnx_path)):
         if not path.is_file():
+            what = "QAT simulation" if step == SIMULATION_STEP else "float reference"
             raise InputError(f"{conv.out_dir} is a quantization-aware conversion but {path.name} is missing: it is "
-                             f"the {'QAT simulation' if step == SIMULATION_STEP else 'float reference'} to verify against")
+                             f"the {what} to verify against")
         steps.append(EngineSpec(step, "onnxruntime", str(path)))
     skipped = [{"step": "pytorch", "reason": "quantization-aware conversion: its QDQ model (model.onnx) is the "
                 "reference the int8 file must match, the float model without fake-quant (model_float.onnx) the "
@@ -319,9 +326,8 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
     if not enabled:
         return [], "skipped (layers=False)"
     if plan.qat:
-        return [], ("skipped: TF's quantization debugger re-calibrates the model, which a quantization-aware "
-                    "conversion never does; the qat-simulation step compares the int8 file with the model's own "
-                    "simulation instead")
+        return [], ("TF's quantization debugger re-calibrates the model, which a quantization-aware conversion never "
+                    "does: see qat_layers, every fake-quantized tensor of the int8 file against the QAT simulation")
     if translated is None:
         return [], "skipped: needs the conversion's model.onnx"
     note = "calibrated on the conversion's own calibration set"
