@@ -105,11 +105,34 @@ def _measure(tflite: Path, spec: Any, held_out: list[Path]) -> dict[str, Any]:
             "sqnr_db": out["sqnr_db"], "bytes": tflite.stat().st_size}
 
 
-def run(steps: int = STEPS, cache: Path | None = None) -> dict[str, Any]:
-    from tflite_int8 import Recipe, convert, verify
-    from tflite_int8.data.images import list_images
-    from tflite_int8.data.readers import default_data_dir, open_reader
+def _ptq_rows(tmp: Path, calib: list[Path], held_out: list[Path], spec: Any) -> dict[str, Any]:
+    """PTQ with the defaults, with MSE ranges, and recover's weight rounding (GPTQ + bias correction, MSE)."""
+    from tflite_int8 import Recipe, convert
+    from tflite_int8.data.readers import open_reader
     from tflite_int8.recover.weight_rounding import round_weights
+
+    rows: dict[str, Any] = {}
+    t = time.perf_counter()
+    base = convert(MODEL, tmp / "ptq", data=calib, views=CALIB_VIEWS)
+    rows["PTQ defaults"] = _measure(base.int8_path, spec, held_out) | {"seconds": time.perf_counter() - t}
+    t = time.perf_counter()
+    mse = convert(MODEL, tmp / "mse", data=calib, views=CALIB_VIEWS, recipe=Recipe(ranges="mse"))
+    rows["PTQ --ranges mse"] = _measure(mse.int8_path, spec, held_out) | {"seconds": time.perf_counter() - t}
+    t = time.perf_counter()
+    samples = [s.x for s in open_reader(calib, spec, views=CALIB_VIEWS, num_samples=128, seed=0, warn_few=False)]
+    round_weights(tmp / "ptq" / "model.onnx", tmp / "rounded.onnx", samples)
+    wr = convert(tmp / "rounded.onnx", tmp / "wr", spec=spec, data=calib, views=CALIB_VIEWS,
+                 recipe=Recipe(ranges="mse"))
+    rows["PTQ weight-rounding (recover)"] = (_measure(wr.int8_path, spec, held_out)
+                                             | {"seconds": time.perf_counter() - t})
+    return rows
+
+
+def run(steps: int = STEPS, cache: Path | None = None, ptq: bool = True) -> dict[str, Any]:
+    """Every row (``ptq=False``: the QAT row alone, for a first figure on a busy machine)."""
+    from tflite_int8 import convert, verify
+    from tflite_int8.data.images import list_images
+    from tflite_int8.data.readers import default_data_dir
     from tflite_int8.zoo.models import mobilenet_v2
 
     photos = list_images(default_data_dir()).paths
@@ -118,25 +141,14 @@ def run(steps: int = STEPS, cache: Path | None = None) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-qat-") as tmp:
         tmp = Path(tmp)
-        t = time.perf_counter()
-        base = convert(MODEL, tmp / "ptq", data=calib, views=CALIB_VIEWS)
-        rows["PTQ defaults"] = _measure(base.int8_path, spec, held_out) | {"seconds": time.perf_counter() - t}
-        t = time.perf_counter()
-        mse = convert(MODEL, tmp / "mse", data=calib, views=CALIB_VIEWS, recipe=Recipe(ranges="mse"))
-        rows["PTQ --ranges mse"] = _measure(mse.int8_path, spec, held_out) | {"seconds": time.perf_counter() - t}
-        t = time.perf_counter()
-        samples = [s.x for s in open_reader(calib, spec, views=CALIB_VIEWS, num_samples=128, seed=0, warn_few=False)]
-        round_weights(tmp / "ptq" / "model.onnx", tmp / "rounded.onnx", samples)
-        wr = convert(tmp / "rounded.onnx", tmp / "wr", spec=spec, data=calib, views=CALIB_VIEWS,
-                     recipe=Recipe(ranges="mse"))
-        rows["PTQ weight-rounding (recover)"] = (_measure(wr.int8_path, spec, held_out)
-                                                 | {"seconds": time.perf_counter() - t})
+        if ptq:
+            rows.update(_ptq_rows(tmp, calib, held_out, spec))
         extra = _extra_photos(tmp)
         model, training = train_qat(calib + extra, steps=steps, cache=cache)
         t = time.perf_counter()
         qat = convert(model, tmp / "qat", spec=spec, data=calib, views=CALIB_VIEWS)
         rows["QAT (own scales)"] = _measure(qat.int8_path, spec, held_out) | {"seconds": time.perf_counter() - t}
-        own = verify(tmp / "qat", data=held_out, views=VERIFY_VIEWS, seed=1, layers=False, workers=2,
+        own = verify(tmp / "qat", data=held_out, views=VERIFY_VIEWS, seed=1, workers=2,
                      thresholds={"top5_agreement": None, "sqnr_db": None})
         sim = next(st for st in own.report["stages"] if st.get("compared_with") == "qat-simulation")["outputs"]
         fq = next(st for st in own.report["stages"] if st["step"] == "qat-simulation")["outputs"]
@@ -145,6 +157,8 @@ def run(steps: int = STEPS, cache: Path | None = None) -> dict[str, Any]:
                   "qat_vs_simulation": next(iter(sim.values())),
                   "qat_float_vs_simulation_top1": own.report["classification"]["top1_agreement"],
                   "qat_simulation_cosine_vs_its_float": next(iter(fq.values()))["cosine"],
+                  "tensors_vs_simulation": [{k: r[k] for k in ("onnx", "exact", "within_1_step", "max_steps")}
+                                            for r in own.report.get("qat_layers", [])],
                   "qat_params": {k: section[k] for k in ("activations_exact", "activations_in_tflite",
                                                          "weights_exact", "weights_in_tflite")},
                   "adjustments": [a for a in qat.report["adjustments"] if "weight" in a or "activation" in a]}
@@ -158,14 +172,15 @@ def table(r: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {m['top1_agreement']:.1%} | {m['top5_agreement']:.1%} | {m['cosine']:.4f} | "
                      f"{m['sqnr_db']:.1f} | {m['bytes'] / 1e6:.2f} |")
     ptq = {k: v for k, v in r["rows"].items() if k.startswith("PTQ")}
-    best = max(ptq, key=lambda k: (ptq[k]["top1_agreement"], ptq[k]["cosine"]))
     q = r["rows"]["QAT (own scales)"]
-    gain = 100 * (q["top1_agreement"] - ptq[best]["top1_agreement"])
+    if ptq:
+        best = max(ptq, key=lambda k: (ptq[k]["top1_agreement"], ptq[k]["cosine"]))
+        gain = 100 * (q["top1_agreement"] - ptq[best]["top1_agreement"])
+        lines += ["", f"QAT {'beats' if gain > 0 else 'does not beat'} the best PTQ recipe ({best}): top-1 "
+                  f"agreement {q['top1_agreement']:.1%} vs {ptq[best]['top1_agreement']:.1%} ({gain:+.1f} points), "
+                  f"logits cosine {q['cosine']:.4f} vs {ptq[best]['cosine']:.4f}."]
     s, p, t = r["qat_vs_simulation"], r["qat_params"], r["training"]
-    lines += ["", f"QAT {'beats' if gain > 0 else 'does not beat'} the best PTQ recipe ({best}): top-1 agreement "
-              f"{q['top1_agreement']:.1%} vs {ptq[best]['top1_agreement']:.1%} ({gain:+.1f} points), logits cosine "
-              f"{q['cosine']:.4f} vs {ptq[best]['cosine']:.4f}.",
-              "", f"QAT int8 file vs its own QDQ simulation (ONNX Runtime), same 300 views: {s['exact']:.2%} of output "
+    lines += ["", f"QAT int8 file vs its own QDQ simulation (ONNX Runtime), same 300 views: {s['exact']:.2%} of output "
               f"values equal, {s['within_1_step']:.2%} within 1 output step (largest gap {s['max_steps']:.0f}); "
               f"{p['activations_exact']} of {p['activations_in_tflite']} activation scales and {p['weights_exact']} of "
               f"{p['weights_in_tflite']} weight tensors exactly the trained ones (the others per tensor in "
@@ -180,7 +195,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=STEPS, help=f"QAT fine-tuning steps (default {STEPS})")
     ap.add_argument("--cache", type=Path, help="save the fine-tuned QAT model here (state dict), or load it if there")
+    ap.add_argument("--qat-only", action="store_true", help="skip the PTQ rows (a first QAT figure on a busy machine)")
     args = ap.parse_args()
-    out = run(args.steps, args.cache)
+    out = run(args.steps, args.cache, ptq=not args.qat_only)
     print(json.dumps(out, indent=2, default=str))
     print("\n".join(table(out)))
