@@ -48,10 +48,11 @@ def test_qat_module_keeps_its_learned_scales(qat_conversion, qat_model):
             assert any(row["onnx"] in adj for adj in rep["adjustments"])
 
 
-def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data):
+def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data, tmp_path):
     check = qat_conversion.report["stages"]["int8_check"]["qat_simulation"]["outputs"]["output"]
     assert check["within_1_step"] >= 0.99
-    res = verify(qat_conversion.out_dir, data=quadrant_data["verify"])
+    res = verify(qat_conversion.out_dir, data=quadrant_data["verify"], report_dir=tmp_path / "report")
+    assert "Int8 file vs its QAT simulation, tensor by tensor" in (tmp_path / "report" / "report.html").read_text()
     rows = res.report["qat_layers"]  # tensor by tensor, the int8 file against the simulation
     assert len(rows) >= 6 and rows[0]["exact"] == 1.0  # the input: the same grid, the same rounding
     assert not [r for r in rows[:-1] if r["departs"]], rows  # every inner tensor follows the simulation

@@ -20,6 +20,8 @@ def render(report: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
         parts.append(_classification(report, records))
     if "detection" in report:
         parts.append(_detection(report, records))
+    if "qat_layers" in report:
+        parts.append(_qat_layers(report))
     parts += [_layers(report), _sizes(report), "</body></html>\n"]
     return "\n".join(parts)
 
@@ -211,6 +213,16 @@ def _boxes_png(source: str | None, report: dict, float_boxes: list, int8_boxes: 
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _qat_layers(report: dict) -> str:
+    """A QAT conversion: every fake-quantized tensor of the int8 file against the model's own simulation."""
+    rows = [[_e(r["onnx"][:80]), _e(r["tflite"][-60:]), f"{r['exact']:.2%}", f"{r['within_1_step']:.2%}",
+             _f(r["max_steps"], 0), "departs" if r["departs"] else ""] for r in report["qat_layers"]]
+    return ("<h2>Int8 file vs its QAT simulation, tensor by tensor</h2><p>Each fake-quantized tensor read from the "
+            "QDQ model (ONNX Runtime) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
+            "in graph order: the first that departs is where the integer kernels and the simulation part.</p>" +
+            _table(["ONNX tensor", "TFLite tensor", "equal", "within 1 step", "largest gap (steps)", ""], rows))
 
 
 def _layers(report: dict) -> str:
