@@ -79,3 +79,14 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
         recover(tiny(), tmp_path / "x", spec=TINY_SPEC, float_layers=0)
     assert main(["recover", "tests.models:tiny", "-o", str(tmp_path / "y"), "--max-latency-ratio", "0.9"]) == 2
     assert "max_latency_ratio must be at least 1" in capsys.readouterr().err
+
+
+def test_a_qat_model_is_not_recovered_by_requantizing(tmp_path, photos):
+    """A quantization-aware baseline that fails stops the run: every later strategy would re-calibrate it."""
+    from tests.models import qdq_onnx
+
+    path = qdq_onnx(tmp_path / "qdq.onnx")
+    result = recover(path, tmp_path / "r", spec=TINY_SPEC, data=photos, thresholds={"cosine": 1.01})
+    assert not result.passed and [a["strategy"] for a in result.attempts] == ["baseline"]
+    saved = json.loads((tmp_path / "r" / "recovery.json").read_text())
+    assert "quantization-aware" in saved["stopped"]
