@@ -89,4 +89,5 @@ def test_a_qat_model_is_not_recovered_by_requantizing(tmp_path, photos):
     result = recover(path, tmp_path / "r", spec=TINY_SPEC, data=photos, thresholds={"cosine": 1.01})
     assert not result.passed and [a["strategy"] for a in result.attempts] == ["baseline"]
     saved = json.loads((tmp_path / "r" / "recovery.json").read_text())
-    assert "quantization-aware" in saved["stopped"]
+    assert "quantization-aware" in saved["stopped"] == result.stopped
+    assert "stopped after the baseline: the model is quantization-aware" in recovery_summary(result)

@@ -298,6 +298,8 @@ def recovery_summary(result: Any) -> str:
     for a in over:
         lines.append(f"{a['strategy']} passed verification but cannot win: {a['latency_note']} (accept it with "
                      f"--max-latency-ratio {a['latency_ratio'] * 1.05:.3g})")
+    if getattr(result, "stopped", None):
+        lines.append(f"stopped after the baseline: {result.stopped}")
     if result.winner:
         full = "" if result.winner != "float-fallback" else " (NOT full-integer: float ops inside)"
         lines.append(f"winner: {result.winner}{full}; files and recovery.json in {result.out_dir}")

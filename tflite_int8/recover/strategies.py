@@ -71,6 +71,7 @@ class RecoveryResult:
     attempts: list[dict[str, Any]]
     out_dir: Path
     max_latency_ratio: float | None = MAX_LATENCY_RATIO
+    stopped: str | None = None  # why the strategies after the baseline were not tried
 
 
 @dataclass
@@ -271,7 +272,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             "winner": won, "passed": won is not None, "full_integer": won not in (None, "float-fallback"),
             "max_latency_ratio": max_latency_ratio, "latency_conditions": conditions(), "attempts": attempts,
             "stopped": stopped}))
-    return RecoveryResult(won is not None, won, attempts, out, max_latency_ratio)
+    return RecoveryResult(won is not None, won, attempts, out, max_latency_ratio, stopped)
 
 
 def winner(rows: Sequence[Mapping[str, Any]]) -> str | None:
