@@ -189,15 +189,18 @@ def _integer_ops(tmp: Path, ctx: Any) -> tuple:
     from onnxruntime.quantization import QuantFormat, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 
+    source = ctx.tiny_conversion.out_dir / "model.onnx"
+    name = onnx.load(source).graph.input[0].name
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.left = [{"input": np.zeros((1, 3, 32, 32), np.float32)}]
+            self.left = [{name: np.zeros((1, 3, 32, 32), np.float32)}]
 
         def get_next(self):  # type: ignore[no-untyped-def]
             return self.left.pop() if self.left else None
 
     path = tmp / "qoperator.onnx"  # QLinearConv/QLinearMatMul: an integer model, not fake-quant
-    quantize_static(str(ctx.tiny_conversion.out_dir / "model.onnx"), str(path), Reader(),
+    quantize_static(str(source), str(path), Reader(),
                     quant_format=QuantFormat.QOperator)
     return _convert(path, tmp, ctx)
 

@@ -106,9 +106,9 @@ def verify_summary(result: Any) -> str:
         lines.append(line)
     departs = [r for r in rep.get("qat_layers", []) if r["departs"]]
     if "qat_layers" in rep:
+        first = f"; first to depart: {departs[0]['onnx']} ({departs[0]['within_1_step']:.1%})" if departs else ""
         lines.append(f"int8 vs QAT simulation, tensor by tensor: {len(rep['qat_layers']) - len(departs)} of "
-                     f"{len(rep['qat_layers'])} within 1 step on >= 99% of values" +
-                     (f"; first to depart: {departs[0]['onnx']} ({departs[0]['within_1_step']:.1%})" if departs else ""))
+                     f"{len(rep['qat_layers'])} within 1 step on >= 99% of values{first}")
     worst = rep.get("layers", [])[:5]
     if worst:
         lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")

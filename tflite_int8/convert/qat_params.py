@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config.inputs import InputTable
+from ..runtime.reference import onnx_feed
 from .qat_weights import impose_weights, op_name, tensor_name
 from .qdq import QdqGraph, QRange
 
@@ -275,7 +276,7 @@ def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
     graph = model.subgraphs[0]
     rows = []
-    for t in graph.tensors:
+    for index, t in enumerate(graph.tensors):
         qr = tensors.get(tensor_name(t))
         if qr is None or t.quantization is None or t.quantization.scale is None or len(t.quantization.scale) != 1:
             continue
@@ -287,7 +288,7 @@ def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -
             plan.adjustments.append(f"activation '{tensor_name(t)}' (QAT '{qr.tensor}'): TFLite holds scale "
                                     f"{got_s:.6g} / zero point {got_z} instead of the QAT {qr.scale:.6g} / "
                                     f"{qr.int8_zero_point} (the op that makes it requires its own output scale)")
-        rows.append({"tflite": tensor_name(t), "onnx": qr.tensor, "qat_scale": qr.scale,
+        rows.append({"tflite": tensor_name(t), "index": index, "onnx": qr.tensor, "qat_scale": qr.scale,
                      "qat_zero_point": qr.int8_zero_point, "scale": float(t.quantization.scale[0]),
                      "zero_point": int(t.quantization.zeroPoint[0]), "exact": bool(exact)})
     plan.result["activation_params"] = rows

@@ -47,6 +47,7 @@ def simulation_layers(out_dir: Path, report: dict[str, Any], samples: Sequence[A
     interp.allocate_tensors()
     infos = io_infos(interp)[0]
     details = {d["name"]: d for d in interp.get_tensor_details()}
+    by_index = {d["index"]: d for d in interp.get_tensor_details()}  # I/O tensors are renamed after quantizing
     diffs: dict[int, list[np.ndarray]] = {k: [] for k in range(len(rows))}
     for sample in samples:
         feed = dict(zip(table.names, sample.arrays(table.names)))
@@ -56,7 +57,7 @@ def simulation_layers(out_dir: Path, report: dict[str, Any], samples: Sequence[A
             interp.set_tensor(info.index, quantize(spec.to_tflite(np.asarray(feed[spec.name], np.float32)), info))
         interp.invoke()
         for k, r in enumerate(rows):
-            d = details.get(r["tflite"])
+            d = details.get(r["tflite"]) or by_index.get(r.get("index", -1))
             ref = refs[r["onnx"]]
             if d is None:
                 continue
