@@ -365,3 +365,178 @@ def qdq_onnx(path, stacked: bool = False):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
+
+
+# ---- one tiny instance of each model kind mobile engineers bring (tests/test_model_kinds.py) -------------------
+
+LINE_SPEC = PreprocessSpec(size=(16, 32), resize="stretch", channels="L", mean=(0.5,), std=(0.25,))
+SEQ_SPEC = PreprocessSpec(size=(8, 24), resize="stretch", channels="L", mean=(0.5,), std=(0.25,))
+FACE_SPEC = PreprocessSpec(size=(27, 27), resize="stretch", mean=(0.5,), std=(0.5,))  # odd: ceil_mode matters
+PATCH_SPEC = PreprocessSpec(size=(16, 16), resize="stretch")
+
+
+class CTCRecognizer(nn.Module):
+    """Conv features, a GRU over the 8 columns (``recurrent``), per-column log-probabilities of blank + 5 symbols:
+    [1, 8, 6].  ``gain`` scales the logits: large gives confident, int8-stable text; tiny gives near-uniform
+    log-probabilities whose cosine stays ~1 while the argmax (the text) flips under int8."""
+
+    def __init__(self, gain: float = 8.0, recurrent: bool = True) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.rnn = nn.GRU(16, 12, batch_first=True) if recurrent else None
+        self.head = nn.Linear(12 if recurrent else 16, 6)
+        self.gain = gain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x).mean(dim=2).permute(0, 2, 1)  # [1, T=8, 16]
+        if self.rnn is not None:
+            y, _ = self.rnn(y)
+        return torch.log_softmax(self.head(y) * self.gain, dim=-1)
+
+
+def ctc_recognizer() -> nn.Module:
+    torch.manual_seed(3)
+    return CTCRecognizer().eval()
+
+
+def ctc_fragile() -> nn.Module:
+    torch.manual_seed(3)
+    return CTCRecognizer(gain=0.02, recurrent=False).eval()
+
+
+class LSTMClassifier(nn.Module):
+    """A sequence classifier: the 8 image rows as time steps of 24 features, an LSTM, the last step's class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(24, 16, batch_first=True)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(x.reshape(1, 8, 24))
+        return self.head(y[:, -1])
+
+
+def lstm_classifier() -> nn.Module:
+    torch.manual_seed(4)
+    return LSTMClassifier().eval()
+
+
+class CeilPoolNet(nn.Module):
+    """MTCNN-PNet-like: PReLU, MaxPool and AvgPool with ceil_mode=True on odd sizes (the -inf pad trap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 10, 3), nn.PReLU(10), nn.MaxPool2d(2, 2, ceil_mode=True),
+                                  nn.Conv2d(10, 16, 3), nn.PReLU(16), nn.AvgPool2d(3, 2, ceil_mode=True),
+                                  nn.Conv2d(16, 32, 3), nn.PReLU(32))
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.head(self.body(x).mean(dim=(2, 3))) * 5.0, dim=1)
+
+
+def ceil_pool_net() -> nn.Module:
+    torch.manual_seed(5)
+    return CeilPoolNet().eval()
+
+
+class GeluBlock(nn.Module):
+    """A DeiT-style block: patch embedding, class token, attention (nn.MultiheadAttention), an MLP with PyTorch's
+    default (erf) GELU, the class token's logits."""
+
+    def __init__(self, dim: int = 24, classes: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.5)
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.cat([self.cls, self.embed(x).flatten(2).transpose(1, 2)], dim=1)
+        h = self.norm1(t)
+        t = t + self.attn(h, h, h, need_weights=False)[0]
+        t = t + self.mlp(self.norm2(t))
+        return self.head(t[:, 0])
+
+
+def gelu_block() -> nn.Module:
+    torch.manual_seed(6)
+    return GeluBlock().eval()
+
+
+class Segmenter(nn.Module):
+    """Encoder-decoder to per-pixel logits of 4 classes at the input size: [1, 4, 32, 32]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+        self.up = nn.Sequential(nn.Upsample(scale_factor=4, mode="bilinear"), nn.Conv2d(16, 4, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x)) * 3.0
+
+
+def segmenter() -> nn.Module:
+    torch.manual_seed(7)
+    return Segmenter().eval()
+
+
+class TextDetector(nn.Module):
+    """DBNet-like: features, a transposed-conv upsampling, a sigmoid probability map [1, 1, 32, 32]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(),
+                                  nn.ConvTranspose2d(8, 4, 2, 2), nn.ReLU(), nn.Conv2d(4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(x) * 4.0)
+
+
+def text_detector() -> nn.Module:
+    torch.manual_seed(8)
+    return TextDetector().eval()
+
+
+class ClampNet(nn.Module):
+    """A Clip(0, 1) (TFLite RELU_0_TO_1, which the int16x8 converter refuses) on an image head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.clamp(self.conv(x), 0.0, 1.0).mean(dim=(2, 3)))
+
+
+def clamp_net() -> nn.Module:
+    torch.manual_seed(10)
+    return ClampNet().eval()
+
+
+class CancellingNet(nn.Module):
+    """Its output (~1) is the difference of two tensors of ~300: right in float, noise in int8 (steps of ~2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.big, self.small = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = self.big(x) * 300.0
+        return (big - (big - self.small(x))).mean(dim=(2, 3))
+
+
+def cancelling() -> nn.Module:
+    torch.manual_seed(9)
+    return CancellingNet().eval()
+
+
+for _factory, _spec in ((ctc_recognizer, LINE_SPEC), (ctc_fragile, LINE_SPEC), (lstm_classifier, SEQ_SPEC),
+                        (ceil_pool_net, FACE_SPEC), (gelu_block, PATCH_SPEC), (segmenter, TINY_SPEC),
+                        (text_detector, TINY_SPEC), (cancelling, TINY_SPEC), (clamp_net, TINY_SPEC)):
+    _factory.preprocess_spec = _spec  # type: ignore[attr-defined]

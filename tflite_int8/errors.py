@@ -33,6 +33,19 @@ class UnsupportedOpError(ConversionError):
         self.ops = list(ops)
 
 
+class CrashError(ConversionError):
+    """Native code (the TF converter or calibrator, onnx2tf, an interpreter) crashed.
+
+    It ran in a child process (:mod:`tflite_int8.runtime.child`), so only the child ended; ``ops`` names the
+    op(s) behind the crash when they could be found, ``signal`` the signal (SIGSEGV, SIGABRT) when there was one.
+    """
+
+    def __init__(self, message: str, *, stage: str, ops: list[str] | tuple[str, ...] = (), signal: str | None = None):
+        super().__init__(message, stage=stage)
+        self.ops = list(ops)
+        self.signal = signal
+
+
 class AlreadyQuantizedError(InputError):
     """The model given as float reference is already quantized."""
 

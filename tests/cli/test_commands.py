@@ -58,6 +58,20 @@ def test_failed_parity_exits_1(tmp_path, capsys):
     assert ParityError("x").exit_code == 1
 
 
+def test_a_failed_int8_check_exits_1_naming_the_output_and_keeps_the_files(tmp_path, photos, capsys):
+    # tests.models:cancelling's output is the difference of two tensors of ~300: right in float, noise in int8
+    out = tmp_path / "c"
+    assert main(["convert", "tests.models:cancelling", "-o", str(out), "--data", str(photos)]) == 1
+    printed = capsys.readouterr()
+    assert "FAILED: the conversion's own int8 check" in printed.out
+    assert "output 'output': SQNR" in printed.out and "quantization steps" in printed.out
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["passed"] is False and any("'output'" in f for f in report["failures"])
+    assert report["stages"]["int8_check"]["outputs"]["output"]["sqnr_db"] < 5
+    assert (out / "model_int8.tflite").is_file() and (out / "model.onnx").is_file()  # kept for inspection
+    assert not list(tmp_path.glob(".c.partial-*"))
+
+
 def test_argparse_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["convert"])

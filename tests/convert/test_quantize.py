@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from tests.models import TINY_SPEC, tiny
-from tflite_int8 import InputError, Recipe, UnsupportedOpError, convert
+from tflite_int8 import InputError, PreprocessSpec, Recipe, UnsupportedOpError, convert
+from tflite_int8.convert.quantize import quantize
+from tflite_int8.data.readers import default_data_dir, open_reader
 from tflite_int8.runtime.describe import describe
 from tflite_int8.runtime.interpreter import load_interpreter
 
@@ -65,3 +67,29 @@ def test_recipe_validation():
         Recipe(io_dtype="int16")
     with pytest.raises(InputError, match="unknown variant.*fp8"):
         Recipe(variants=("fp8",))
+
+
+def test_a_calibrator_crash_is_a_typed_error_naming_the_op_and_leaves_nothing(tmp_path, monkeypatch):
+    # A recurrence left as a WHILE loop (what onnx2tf makes of an LSTM it does not unroll) segfaults TF's int8
+    # calibrator. It runs in a child process: the crash is a CrashError naming the stage, the step and the op.
+    import tempfile
+
+    from tests.child_jobs import WhileLoopSavedModel
+    from tflite_int8.errors import CrashError
+    from tflite_int8.runtime import child
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "tmp").mkdir()
+    spec = PreprocessSpec(size=(8, 8), resize="stretch", channels="L", mean=(0.5,), std=(0.25,))
+    out = tmp_path / "out"
+    out.mkdir()
+    reader = open_reader(default_data_dir(), spec, num_samples=4, warn_few=False)
+    with child.Worker() as worker, pytest.raises(CrashError) as info:  # one child: one TensorFlow import
+        saved = worker.call(WhileLoopSavedModel(str(tmp_path / "loop")), what="making the test model", stage="test")
+        quantize(saved, out, reader, spec, float32_tflite=f"{saved}/float32.tflite", worker=worker)
+    err = info.value
+    assert str(err).startswith("[quantize] the TF converter crashed (SIGSEGV) while calibrating; the float model "
+                               "holds WHILE")
+    assert err.ops == ["WHILE"] and err.exit_code == 2
+    assert list(out.iterdir()) == [] and list((tmp_path / "tmp").iterdir()) == []

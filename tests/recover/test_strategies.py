@@ -74,11 +74,29 @@ def _impossible(tmp_path):
     return path
 
 
+def test_a_recognizer_whose_text_changed_fails_and_a_refused_strategy_is_a_row(tmp_path, photos, capsys):
+    # ctc_fragile: near-uniform log-probabilities, so int8 keeps cosine ~1 but changes the decoded text; its
+    # LOG_SOFTMAX has no 16x8-bit kernel, so the int16x8 strategy is refused by the converter.
+    code = main(["recover", "tests.models:ctc_fragile", "-o", str(tmp_path / "r"), "--data", str(photos),
+                 "--verify-data", str(photos), "--strategies", "int16x8"])
+    assert code == 1
+    doc = json.loads((tmp_path / "r" / "recovery.json").read_text())
+    base, int16 = doc["attempts"]
+    assert base["strategy"] == "baseline" and not base["passed"] and base["mean_cosine"] > 0.95
+    assert any(f.startswith("ctc: decoded text identical on") for f in base["failures"]), base["failures"]
+    assert base["sequence_match"] < 0.9
+    assert int16["strategy"] == "int16x8" and not int16["passed"]
+    assert "16x8-bit not yet supported for op: 'LOG_SOFTMAX'" in int16["error"]
+    assert doc["winner"] is None and "no strategy passed" in capsys.readouterr().out
+
+
 def test_bad_arguments_are_refused(tmp_path, capsys):
     with pytest.raises(Exception, match="float_layers must be at least 1"):
         recover(tiny(), tmp_path / "x", spec=TINY_SPEC, float_layers=0)
     assert main(["recover", "tests.models:tiny", "-o", str(tmp_path / "y"), "--max-latency-ratio", "0.9"]) == 2
     assert "max_latency_ratio must be at least 1" in capsys.readouterr().err
+    with pytest.raises(Exception, match="unknown recovery strategy wishful; choose from baseline, calibration"):
+        recover(tiny(), tmp_path / "x", spec=TINY_SPEC, strategies=["wishful"])
 
 
 def test_a_qat_model_is_not_recovered_by_requantizing(tmp_path, photos):

@@ -6,7 +6,10 @@ import pytest
 from PIL import Image
 
 from tflite_int8.errors import InputError
-from tflite_int8.verify.tasks import ClassificationTask, RawTask, choose_task, label_for, read_class_names, read_labels
+from tflite_int8.verify.ctc import CTCTask
+from tflite_int8.verify.dense_tasks import MaskTask, SegmentTask
+from tflite_int8.verify.tasks import (ClassificationTask, OutputInfo, RawTask, choose_task, label_for,
+                                      read_class_names, read_labels)
 
 
 def _logits(top: list[int], k: int = 10) -> dict[str, np.ndarray]:
@@ -81,14 +84,38 @@ def test_logits_go_through_softmax_and_no_confident_sample_is_not_judged():
     assert s["top1_agreement_confident"] == 0.0 and "int8 class 1" in task.failures(s, {"top1_agreement_confident": 1})[0]
 
 
+def _outs(**outputs):
+    return {n: o if isinstance(o, OutputInfo) else OutputInfo(o) for n, o in outputs.items()}
+
+
 def test_task_choice():
-    assert isinstance(choose_task("auto", {"logits": (1, 1000)}), ClassificationTask)
-    assert isinstance(choose_task("auto", {"a": (1, 10), "b": (1, 4, 8, 8)}), RawTask)
-    assert isinstance(choose_task("auto", {"y": (1, 6300, 85)}), RawTask)
+    assert isinstance(choose_task("auto", _outs(logits=(1, 1000))), ClassificationTask)
+    assert isinstance(choose_task("auto", _outs(a=(1, 10), b=(1, 4, 8, 8))), RawTask)
+    assert isinstance(choose_task("auto", _outs(y=(1, 6300, 85))), RawTask)  # a detector's raw head: ambiguous
     with pytest.raises(InputError, match="needs an output of shape"):
-        choose_task("classify", {"y": (1, 6300, 85)})
+        choose_task("classify", _outs(y=(1, 6300, 85)))
+    with pytest.raises(InputError, match="--task segment needs an output of shape"):
+        choose_task("segment", _outs(y=(1, 10)))
     with pytest.raises(InputError, match="unknown task"):
-        choose_task("segment", {"y": (1, 10)})
+        choose_task("depth", _outs(y=(1, 10)))
+
+
+def test_auto_picks_ctc_segment_and_mask_only_when_the_outputs_leave_no_doubt():
+    ctc = choose_task("auto", _outs(rec=OutputInfo((1, 40, 97), "Softmax", 2)), blank=3)
+    assert isinstance(ctc, CTCTask) and ctc.output == "rec" and ctc.blank == 3
+    assert isinstance(choose_task("auto", _outs(rec=OutputInfo((1, 40, 97), "MatMul"))), RawTask)
+    seg = choose_task("auto", _outs(seg=(1, 21, 64, 64)), input_size=(64, 64))
+    assert isinstance(seg, SegmentTask)
+    assert isinstance(choose_task("auto", _outs(feat=(1, 256, 8, 8)), input_size=(64, 64)), RawTask)
+    assert isinstance(choose_task("auto", _outs(seg=OutputInfo((1, 21, 8, 8), "Softmax", 1))), SegmentTask)
+    masks = choose_task("auto", _outs(d0=OutputInfo((1, 1, 32, 32), "Sigmoid"), d1=OutputInfo((1, 1, 32, 32),
+                                                                                               "Sigmoid")),
+                        mask_threshold=0.3)
+    assert isinstance(masks, MaskTask) and masks.outputs == ("d0", "d1") and masks.threshold == 0.3
+    assert isinstance(choose_task("auto", _outs(depth=OutputInfo((1, 1, 32, 32), "Relu"))), RawTask)
+    assert isinstance(choose_task("mask", _outs(depth=OutputInfo((1, 1, 32, 32), "Relu"))), MaskTask)
+    face = choose_task("auto", _outs(box=OutputInfo((1, 4), "Gemm"), prob=OutputInfo((1, 2), "Softmax")))
+    assert isinstance(face, ClassificationTask) and face.output == "prob"
 
 
 def test_labels_from_csv_and_folders(tmp_path):

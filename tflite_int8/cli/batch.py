@@ -175,7 +175,8 @@ def _convert_verify(stage: str, folder: str, conv: argparse.Namespace, checks: a
         row["int8_bytes"] = result.int8_path.stat().st_size
         step = "verify"
         verdict = verify_from_args(checks)
-        row.update(_measures(verdict.report), exit_code=0 if verdict.passed else 1, failures=verdict.failures)
+        passed = verdict.passed and result.passed  # convert's own int8 check counts too
+        row.update(_measures(verdict.report), exit_code=0 if passed else 1, failures=result.failures + verdict.failures)
         row["status"] = STATUS[row["exit_code"]]
     except (Int8Error, UsageError, OSError) as exc:
         row.update(_failed(exc, step))

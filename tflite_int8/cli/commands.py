@@ -37,6 +37,11 @@ THRESHOLD_FLAGS = {
     "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),
     "min-qat-within-1-step": ("qat_within_1_step", "QAT conversions: fraction of int8 output values within one "
                               "output step of the model's own simulation (its QDQ model in ONNX Runtime)"),
+    "min-sequence-match": ("sequence_match", "ctc: fraction of lines whose int8 text equals the float text"),
+    "max-cer": ("char_error_rate", "ctc: character error rate of the int8 text vs the float text"),
+    "min-pixel-agreement": ("pixel_agreement", "segment: per-pixel class agreement"),
+    "min-miou": ("miou", "segment: mean IoU of the int8 vs float class maps"),
+    "min-mask-iou": ("mask_iou", "mask: IoU of the int8 vs float binary masks"),
 }
 
 
@@ -87,10 +92,15 @@ def shapes_from_args(values: list[tuple[str, tuple[int, ...]]] | None) -> dict[s
     return shapes or None
 
 
+# convert's int8-check flags: flag -> (threshold key, help)
+CHECK_FLAGS = {"check-min-cosine": ("cosine", "the conversion's own int8 check: mean cosine per output"),
+               "check-min-sqnr": ("sqnr_db", "the conversion's own int8 check: SQNR dB per output")}
+
+
 def convert(args: argparse.Namespace) -> int:
     result = convert_from_args(args)
     print(json.dumps(result.report, indent=2) if args.json else summaries.conversion_summary(result.report, args.out))
-    return 0
+    return 0 if result.passed else 1
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -109,12 +119,15 @@ def convert_from_args(args: argparse.Namespace) -> ConversionResult:
     """convert's arguments -> the Python API's call (also what `batch` runs for each model)."""
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     recipe = Recipe(io_dtype=args.io_dtype, per_channel=not args.per_tensor, variants=variants, ranges=args.ranges)
+    checks = {key: getattr(args, flag.replace("-", "_")) for flag, (key, _) in CHECK_FLAGS.items()
+              if getattr(args, flag.replace("-", "_")) is not None}
     return run_convert(args.model, args.out, spec=spec_from_args(args), data=data_from_args(args.data),
                        weights=args.weights, trust_checkpoint=args.trust_checkpoint,
                        allow_partial_weights=args.allow_partial_weights, num_samples=args.num_samples,
                        views=args.views, seed=args.seed, recipe=recipe, task=args.task,
                        head_fix=not args.no_head_fix, decode=args.decode,
-                       input_shapes=shapes_from_args(args.input_shape), force=args.force, progress=args.progress)
+                       input_shapes=shapes_from_args(args.input_shape), force=args.force, check_thresholds=checks,
+                       progress=args.progress)
 
 
 def verify_from_args(args: argparse.Namespace) -> VerifyResult:
@@ -132,7 +145,7 @@ def verify_from_args(args: argparse.Namespace) -> VerifyResult:
                       views=args.views,
                       num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
                       workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
-                      progress=args.progress, ray=args.ray)
+                      blank=args.blank, mask_threshold=args.mask_threshold, progress=args.progress, ray=args.ray)
 
 
 def batch(args: argparse.Namespace) -> int:
@@ -166,8 +179,9 @@ def recover(args: argparse.Namespace) -> int:
                          input_shapes=shapes_from_args(args.input_shape),
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
-                         max_latency_ratio=args.max_latency_ratio, force=args.force, progress=args.progress,
-                         ray=args.ray)
+                         max_latency_ratio=args.max_latency_ratio, force=args.force,
+                         strategies=[n.strip() for n in args.strategies.split(",") if n.strip()] if args.strategies
+                         else None, progress=args.progress, ray=args.ray)
     print(summaries.recovery_summary(result))
     return 0 if result.passed else 1
 

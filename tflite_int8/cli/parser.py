@@ -11,10 +11,12 @@ from ..config.inputs import parse_input_shape
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
 from ..config.tasks import TASKS
+from ..config.thresholds import CHECK_DEFAULTS
 from ..config.thresholds import DEFAULTS as THRESHOLDS
 from ..errors import InputError
 from ..recover.strategies import MAX_LATENCY_RATIO
 from ..runtime.describe import VERDICTS
+from ..recover.strategies import STRATEGIES
 from . import commands
 
 def _floats(text: str) -> list[float]:
@@ -130,7 +132,9 @@ def _add_convert(sub: Any) -> None:
                    help="activation ranges: " + "; ".join(f"{k}: {v}" for k, v in RANGES.items()))
     c.add_argument("--variants", default="", help="extra files, comma-separated: " +
                    "; ".join(f"{v} ({VARIANTS[v].help})" for v in EXTRA_VARIANTS))
-    c.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(("auto", "detect")))
+    c.add_argument("--task", choices=list(TASKS), default="auto",
+                   help=_task_help(("auto", "detect")) + "; classify, segment, ctc, mask: recorded, so `verify` "
+                        "judges the model by that task")
     c.add_argument("--no-head-fix", action="store_true",
                    help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
     c.add_argument("--decode", choices=["model", "host"], default="model",
@@ -138,6 +142,9 @@ def _add_convert(sub: Any) -> None:
                         "host (decode.onnx; the int8 model outputs the split head convolutions): more accurate, as int8 "
                         "sigmoid and box tensors coarsen decoded boxes (reference detector: 0.7 vs 3.2 mAP50-95 "
                         "points lost)")
+    for flag, (key, helptext) in commands.CHECK_FLAGS.items():
+        c.add_argument(f"--{flag}", type=float, help=f"{helptext} (default {CHECK_DEFAULTS[key]}); below it the "
+                                                     f"files are kept and the exit code is 1")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
     _add_preprocess_args(c)
@@ -159,6 +166,9 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--num-samples", type=int, help="verify on this many samples (default: all)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(tuple(TASKS)))
+    v.add_argument("--blank", type=int, default=0, help="ctc: the blank class index (default 0)")
+    v.add_argument("--mask-threshold", type=float, default=0.5,
+                   help="mask: probability above which a pixel is in the mask (default 0.5)")
     v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
     _add_ray_arg(v, "the samples (shards of them)")
     v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
@@ -189,6 +199,8 @@ def _add_recover(sub: Any) -> None:
     r.add_argument("--allow-float-ops", action="store_true",
                    help="last resort: keep the worst layers in float (the result is NOT full-integer)")
     r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")
+    r.add_argument("--strategies", help="comma-separated strategies to try, in this order: " +
+                                        ", ".join(s.name for s in STRATEGIES) + " (default: all; baseline always)")
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--max-latency-ratio", type=float, default=MAX_LATENCY_RATIO, metavar="R",
                    help=f"a strategy whose file is more than R times slower than the baseline int8 file (1 thread, "

@@ -25,11 +25,17 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
     for stage, info in report.get("stages", {}).items():
         check = info.get("check", info) if stage != "quantize" else {}
         outs = check.get("outputs", {}) if isinstance(check, dict) else {}
-        desc = "; ".join(f"{n}: cos {m['cosine']:.6f}, max err {m['max_abs_err']:.3g}"
+        desc = "; ".join(f"{n}: cos {m['cosine']:.6f}" + (f", SQNR {m['sqnr_db']:.1f} dB" if "sqnr_db" in m else "")
+                         + f", max err {m['max_abs_err']:.3g}"
                          + (f", top-1 {m['top1_agreement']:.0%}" if "top1_agreement" in m else "")
                          for n, m in outs.items())
         if stage == "quantize":
             desc = f"{info.get('calibration_samples')} calibration samples"
+        elif stage == "rewrite":
+            desc = ", ".join(r["rewrite"] for r in info.get("rewrites", []) if r.get("applied")) or "none needed"
+        elif stage == "int8_lint":
+            desc = "; ".join(f"{k}: loads with XNNPACK, largest scale {v['largest_scale']:.3g}"
+                             for k, v in info.get("files", {}).items())
         lines.append(f"{stage:12} {info.get('seconds', 0):8.1f}  {desc}")
     tensors = report.get("tensors", {})
     for kind in ("inputs", "outputs"):
@@ -49,6 +55,9 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
                      "simulation: " + "; ".join(f"{n} {m['within_1_step']:.1%} within 1 step" for n, m in sim.items()))
     for adj in report.get("adjustments", []):
         lines.append(f"note: {adj}")
+    if report.get("failures"):
+        lines.append("FAILED: the conversion's own int8 check (int8 vs float32 TFLite); the files are kept for "
+                     "inspection:\n  " + "\n  ".join(report["failures"]))
     return "\n".join(lines)
 
 
@@ -109,6 +118,7 @@ def verify_summary(result: Any) -> str:
         first = f"; first to depart: {departs[0]['onnx']} ({departs[0]['within_1_step']:.1%})" if departs else ""
         lines.append(f"int8 vs QAT simulation, tensor by tensor: {len(rep['qat_layers']) - len(departs)} of "
                      f"{len(rep['qat_layers'])} within 1 step on >= 99% of values{first}")
+    lines += _dense_and_text(rep)
     worst = rep.get("layers", [])[:5]
     if worst:
         lines.append("worst layers (rmse/scale; 0.29 ideal, > 0.7 bad):")
@@ -155,6 +165,31 @@ def ray_line(where: dict[str, Any]) -> str:
         line += "; retried after losing their worker: " + ", ".join(
             f"shard {r['shard']} (samples {r['samples'][0]}-{r['samples'][1]}, {r['attempts']} attempts)" for r in retried)
     return line
+
+
+def _dense_and_text(rep: dict[str, Any]) -> list[str]:
+    """The segment, mask and ctc task lines of a verify report."""
+    lines = []
+    s = rep.get("segment")
+    if s:
+        lines.append(f"segment '{s['output']}': per-pixel class agreement {s['pixel_agreement']:.2%}, mean IoU "
+                     f"{s['miou']:.4f} over {s['classes_present']} classes (int8 vs float argmax)")
+    m = rep.get("mask")
+    if m:
+        for name, o in m["outputs"].items():
+            skipped = f", {len(o['skipped_samples'])} empty in both skipped" if o["skipped_samples"] else ""
+            lines.append(f"mask '{name}' (> {m['threshold']}): IoU int8 vs float {o['mask_iou']:.4f} over "
+                         f"{o['samples_judged']} samples{skipped}")
+    c = rep.get("ctc")
+    if c:
+        if c["lines"]:
+            lines.append(f"ctc '{c['output']}': decoded text identical on {c['lines_matched']} of {c['lines']} lines "
+                         f"({c['sequence_match']:.1%}), character error rate {c['char_error_rate']:.2%}")
+        else:
+            lines.append(f"ctc '{c['output']}': the float model reads no text on any sample")
+        for ch in c["changed"][:5]:
+            lines.append(f"  {ch['sample']}: float {ch['float']!r} -> int8 {ch['int8']!r}")
+    return lines
 
 
 def inspect_summary(info: dict[str, Any]) -> str:

@@ -20,7 +20,32 @@ DEFAULTS: dict[str, float] = {
     "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
     "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points
     "qat_within_1_step": 0.99,     # QAT: int8 output values within one output step of the model's own simulation
+    "sequence_match": 0.90,        # ctc: lines whose int8 decoded text equals the float one
+    "char_error_rate": 0.05,       # ctc: edit distance of the int8 text over the float text's length
+    "pixel_agreement": 0.95,       # segment: pixels whose int8 class equals the float class
+    "miou": 0.80,                  # segment: mean IoU of the int8 class map against the float one
+    "mask_iou": 0.85,              # mask: IoU of the int8 binary mask against the float one
 }
+
+
+# The conversion's own int8 check (int8 vs float32 TFLite on a few check samples, judged over the samples as a
+# whole): limits that only a broken int8 model misses; ``verify`` holds the real acceptance thresholds.
+CHECK_DEFAULTS: dict[str, float] = {
+    "cosine": 0.90,   # mean cosine per output over the check samples that have a signal
+    "sqnr_db": 5.0,   # SQNR per output over all check samples together, dB
+}
+
+
+def resolve_check_thresholds(given: Mapping[str, float | None] | None) -> dict[str, float | None]:
+    """CHECK_DEFAULTS updated by ``given`` (None disables a check); unknown keys and non-numbers are errors."""
+    out: dict[str, float | None] = dict(CHECK_DEFAULTS)
+    for key, value in (given or {}).items():
+        if key not in CHECK_DEFAULTS:
+            raise InputError(f"unknown int8-check threshold {key!r}; known: {', '.join(CHECK_DEFAULTS)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise InputError(f"int8-check threshold {key} must be a number, got {value!r}")
+        out[key] = None if value is None else float(value)
+    return out
 
 
 def resolve_thresholds(given: Mapping[str, float] | str | Path | None) -> dict[str, float]:
@@ -62,15 +87,22 @@ def resolve_thresholds(given: Mapping[str, float] | str | Path | None) -> dict[s
 
 
 def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float | None]) -> list[str]:
-    """Failure messages for outputs whose mean cosine or SQNR is below the limits."""
+    """Failure messages for outputs whose cosine (mean over the samples with a signal) or SQNR (over all samples
+    together) is below the limits; samples whose reference output is ~0 are named as skipped, not judged."""
     fails = []
     for name, m in outputs.items():
+        judged = m.get("samples_judged", m.get("samples"))
+        of = f" over {judged} of {m['samples']} samples" if judged != m.get("samples") else ""
         worst = ", ".join(f"{w['sample']} ({w['cosine']:.3f})" for w in m.get("worst_samples", [])[:3])
+        worst = f"; worst samples: {worst}" if worst else ""
+        skipped = m.get("skipped_samples") or []
+        skip = (f"; {m.get('skipped_samples_total', len(skipped))} sample(s) with a ~0 reference output not judged "
+                f"by cosine ({', '.join(str(x['sample']) for x in skipped[:3])})") if skipped else ""
         if limits.get("cosine") is not None and m["cosine"] < limits["cosine"]:
-            fails.append(f"output '{name}': mean cosine {m['cosine']:.4f} < {limits['cosine']} "
-                         f"(worst samples: {worst})")
+            fails.append(f"output '{name}': mean cosine {m['cosine']:.4f}{of} < {limits['cosine']}{worst}{skip}")
         if limits.get("sqnr_db") is not None and m["sqnr_db"] < limits["sqnr_db"]:
-            fails.append(f"output '{name}': mean SQNR {m['sqnr_db']:.2f} dB < {limits['sqnr_db']} dB")
+            steps = f", max error {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
+            fails.append(f"output '{name}': SQNR {m['sqnr_db']:.2f} dB over all samples < {limits['sqnr_db']} dB{steps}")
     return fails
 
 

@@ -23,15 +23,17 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, Recipe
 from ..config.tasks import check_task
+from ..config.thresholds import check_outputs, resolve_check_thresholds
 from ..data.files import check_destination, dump_json, staging
 from ..data.images import file_sha256
 from ..data.readers import default_data_dir, open_reader
 from ..errors import AlreadyQuantizedError, ConversionError, InputError, Int8Warning, UnsupportedOpError
 from ..progress import Progress
+from ..runtime import child
 from ..runtime.adapter import Runner
 from ..runtime.checkpoint import load_weights
 from ..runtime.describe import describe
-from ..runtime.metrics import compare, worst
+from ..runtime.metrics import combine, compare
 from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
 from .converter import converter_order
 from .export import export, prepare_onnx
@@ -40,8 +42,10 @@ from .finalize import finalize
 from .guards import check_module, check_onnx, fold_pruning, freeze_fake_quant
 from .heads import apply
 from .inputs import declared_inputs, resolve_inputs
+from .int8_lint import check_file
 from .quantize import quantize
 from .record import FILE, load_conversion, new_record, stage
+from .rewrites import adjustment_text, rewrite
 from .sparsity import onnx_sparsity, sparsity_report, tflite_sparsity
 from .translate import translate
 
@@ -51,10 +55,16 @@ CHECK_SAMPLES = 8
 
 @dataclass
 class ConversionResult:
+    """The files written and conversion.json; ``passed`` is False when the conversion's own int8 check (int8 vs
+    float32 TFLite on the check samples) failed its thresholds: the files are kept for inspection, ``failures``
+    says what failed (the CLI exits 1)."""
+
     out_dir: Path
     files: dict[str, Path]
     report: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    passed: bool = True
+    failures: list[str] = field(default_factory=list)
 
     @property
     def int8_path(self) -> Path:
@@ -67,6 +77,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             task: str = "auto", head_fix: bool = True, decode: str = "model",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
+            check_thresholds: Mapping[str, float | None] | None = None,
             progress: Progress | None = None) -> ConversionResult:
     """Convert ``model`` (nn.Module, 'package.module:factory' or .onnx path) to full-integer TFLite in ``out_dir``.
 
@@ -78,11 +89,18 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
     so they do not share one int8 scale; ``decode="host"`` moves the grid/anchor decode out of the model
     (``decode.onnx``).  Every conversion lints its outputs for such mixed ranges.
+
+    Before translation the graph rewrites (:mod:`.rewrites`) make ceil-mode pools, erf GELUs, recurrent layers and
+    names TensorFlow rejects int8-ready, each reported in ``adjustments`` with its measured float change; every
+    written file is loaded with XNNPACK and its quantized tensors linted (:mod:`.int8_lint`).
+    ``check_thresholds``: the int8 check's limits (:data:`~tflite_int8.config.thresholds.CHECK_DEFAULTS`); a
+    failed check gives ``passed=False``, not an exception, and the folder is kept.
     """
     check_task(task)
     out_dir = Path(out_dir)
     check_destination(out_dir, force)
     report = new_record()
+    report["task"] = task
     with warnings.catch_warnings(record=True) as caught, staging(out_dir, force) as stage_dir, \
             tempfile.TemporaryDirectory(prefix="tflite-int8-work-") as work:
         warnings.simplefilter("always", Int8Warning)
@@ -94,7 +112,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         table = _inputs(module, source, spec, input_shapes, calib_source, report)
         reader = open_reader(calib_source, table, views=views, num_samples=num_samples, seed=seed)
         report["calibration"] = _calibration_section(calib_source, reader, num_samples, views, seed)
-        check_inputs = _first(reader, CHECK_SAMPLES, table)
+        check_names, check_inputs = _spread(reader, CHECK_SAMPLES, table)
         _warn_if_constant(check_inputs, table, reader)
         onnx_samples = _first(reader, 20, table)
         onnx_path = stage_dir / "model.onnx"
@@ -108,39 +126,56 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
                              table, report)
+        with stage(report, "rewrite") as st:
+            applied, renamed = rewrite(onnx_path, check_inputs)
+            st["rewrites"] = applied
+            report["rewrites"] = {"applied": [r["rewrite"] for r in applied if r["applied"]], "renamed": renamed}
+            report["adjustments"] += [adjustment_text(r) for r in applied]
         report["onnx"] = {"file": onnx_path.name, "inputs": exported.input_names, "outputs": output_names,
                           "input_shapes": exported.input_shapes, "opset": _opset(onnx_model)}
         translated, plan = onnx_path, None
         if is_qat:
             translated, plan = qat.prepare(onnx_path, stage_dir, Path(work), table, check_inputs[:2],
                                            str(report["source"]["model"]))
-        with stage(report, "translate") as st:
-            tr = translate(translated, work, table, samples=onnx_samples, check_inputs=check_inputs,
-                           output_names=output_names, thresholds=translate_thresholds)
-            st.update(check=tr.check, float32_tflite_bytes=tr.float32_tflite.stat().st_size)
-        with stage(report, "quantize") as st:
-            q = quantize(tr.saved_model, stage_dir, reader, table, recipe, float32_tflite=tr.float32_tflite,
-                         progress=progress, qat=plan)
-            st["calibration_samples"] = q.calibration_samples
-            _finalize(q.files, table, onnx_path, output_names)
-        report["recipe"] = recipe.to_dict()
-        if plan is not None:
-            report["qat"] = qat.section(plan)
-            report["adjustments"] += plan.adjustments
+        with child.Worker(log=Path(work) / "onnx2tf.log") as worker:  # one child: onnx2tf, converter, loads
+            with stage(report, "translate") as st:
+                tr = translate(translated, work, table, samples=onnx_samples, check_inputs=check_inputs,
+                               output_names=output_names, thresholds=translate_thresholds, worker=worker,
+                               check_names=check_names)
+                st.update(check=tr.check, float32_tflite_bytes=tr.float32_tflite.stat().st_size)
+            with stage(report, "quantize") as st:
+                q = quantize(tr.saved_model, stage_dir, reader, table, recipe, float32_tflite=tr.float32_tflite,
+                             progress=progress, worker=worker, qat=plan)
+                plan = q.qat  # filled by the converter in the child process
+                st["calibration_samples"] = q.calibration_samples
+                _finalize(q.files, table, onnx_path, output_names)
+            report["recipe"] = recipe.to_dict()
+            if plan is not None:
+                report["qat"] = qat.section(plan)
+                report["adjustments"] += plan.adjustments
+            with stage(report, "int8_lint") as st:
+                node_map = {k: renamed.get(v, v) for k, v in tr.node_map.items()}
+                st["files"] = {name: check_file(path, node_map=node_map, worker=worker)
+                               for name, path in q.files.items() if name != "float32"}
         with stage(report, "int8_check") as st:
             report["files"], report["tensors"] = _describe_files(q.files, output_names)
             report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files[FULL_INTEGER]))
-            st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names))
+            st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names,
+                                  check_names, resolve_check_thresholds(check_thresholds)))
             if plan is not None:
                 st["qat_simulation"] = qat.simulation_check(q.files[FULL_INTEGER], onnx_path, table, check_inputs,
                                                             output_names)
+            report["passed"], report["failures"] = not st["failures"], st["failures"]
+            for failure in st["failures"]:
+                warnings.warn(f"the conversion's own int8 check failed: {failure}", Int8Warning, stacklevel=2)
         report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]
         (stage_dir / FILE).write_text(dump_json(report))
     files = {k: out_dir / v.name for k, v in q.files.items()}
     for w in caught:  # hand our warnings on to the caller (the CLI shows them)
         if issubclass(w.category, Int8Warning):
             warnings.warn(w.message, Int8Warning, stacklevel=2)
-    return ConversionResult(out_dir, files, report, report["warnings"])
+    return ConversionResult(out_dir, files, report, report["warnings"], passed=report["passed"],
+                            failures=report["failures"])
 
 
 def _calibration_section(source: Any, reader: Any, num_samples: int | None, views: int, seed: int) -> dict:
@@ -293,6 +328,14 @@ def _check_input_shape(exported: Any, table: InputTable, source: Any) -> None:
         raise ConversionError(f"{source}: the exported inputs are {got}, expected {want}", stage="export")
 
 
+def _spread(reader: Any, n: int, table: InputTable) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+    """``n`` samples spread evenly over the data (the first ``n`` may all be views of one photo): their names
+    and each as {input name: array} (source layout)."""
+    picked = reader.subset(np.unique(np.linspace(0, len(reader) - 1, min(n, len(reader))).round().astype(int)))
+    samples = list(picked)
+    return [s.name for s in samples], [dict(zip(table.names, s.arrays(table.names))) for s in samples]
+
+
 def _first(reader: Any, n: int, table: InputTable) -> list[dict[str, np.ndarray]]:
     """The first ``n`` samples, each as {input name: array} (source layout)."""
     out = []
@@ -321,10 +364,12 @@ def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[di
 
 
 def _int8_check(int8_path: Path, float_path: Path, table: InputTable, feeds: list[dict[str, np.ndarray]],
-                names: list[str]) -> dict[str, Any]:
-    """The quantization step on the check samples: int8 (through the adapter) vs float32 TFLite."""
+                names: list[str], sample_names: list[str], limits: Mapping[str, float | None]) -> dict[str, Any]:
+    """The quantization step on the check samples: int8 (through the adapter) vs float32 TFLite, judged over the
+    samples as a whole (an output that is ~0 on some sample does not make its cosine meaningless)."""
     ref_runner = Runner(float_path, trusted=True, output_names=names, inputs=table)
     q_runner = Runner(int8_path, trusted=True, output_names=names, clip_warn=1.0, inputs=table)
+    steps = {o.name: o.scales[0] for o in q_runner.outputs if o.quantized and not o.per_axis}
     per: dict[str, list] = {n: [] for n in names}
     agree: dict[str, list] = {n: [] for n in names}
     for feed in feeds:
@@ -333,11 +378,12 @@ def _int8_check(int8_path: Path, float_path: Path, table: InputTable, feeds: lis
             per[n].append(compare(ref[n], got[n]))
             if ref[n].ndim == 2 and ref[n].shape[-1] > 1:
                 agree[n].append(bool(np.argmax(ref[n][0]) == np.argmax(got[n][0])))
-    outputs = {n: worst(m) for n, m in per.items()}
+    outputs = {n: combine(m, sample_names, steps.get(n)) for n, m in per.items()}
     for n in names:
         if agree[n]:
             outputs[n]["top1_agreement"] = float(np.mean(agree[n]))
-    return {"reference": "tflite float32", "candidate": "tflite int8 (via adapter)", "outputs": outputs}
+    return {"reference": "tflite float32", "candidate": "tflite int8 (via adapter)", "outputs": outputs,
+            "thresholds": dict(limits), "failures": check_outputs(outputs, limits)}
 
 
 def _opset(model: Any) -> int:

@@ -94,6 +94,11 @@ class Conversion:
         return InputTable((InputSpec(names[0], tuple(shapes[0]), self.spec),))
 
     @property
+    def renamed(self) -> dict[str, str]:
+        """ONNX node names the ``names`` rewrite changed: new name -> the original one."""
+        return (self.report.get("rewrites") or {}).get("renamed", {})
+
+    @property
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.report.get("recipe", {}))
 

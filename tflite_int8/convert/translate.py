@@ -1,7 +1,7 @@
 """Stage 2, translate: ONNX -> float TF SavedModel (and float32 TFLite) with onnx2tf, offline.
 
-onnx2tf runs in a child process (:mod:`.onnx2tf_worker`): its ``sys.exit`` calls and
-native crashes end the child, not the caller, and its working directory holds
+onnx2tf runs in a child process (:class:`Onnx2tfJob` through :mod:`tflite_int8.runtime.child`): its
+``sys.exit`` calls and native crashes end the child, not the caller, and its working directory holds
 the sample-image file it would otherwise download from GitHub, built here from
 the user's own calibration samples; for any model but one 3-channel image input,
 onnx2tf's dummy inference gets one of the user's samples per input
@@ -12,11 +12,8 @@ checked against ONNX Runtime; a numerically wrong translation stops the pipeline
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,9 +22,10 @@ import numpy as np
 
 from ..config.inputs import CHANNELS_LAST, InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
-from ..errors import ConversionError, ParityError, UnsupportedOpError
+from ..errors import ConversionError, CrashError, Int8Error, ParityError, UnsupportedOpError
+from ..runtime import child
 from ..runtime.adapter import Runner
-from ..runtime.metrics import align_layout, compare, worst
+from ..runtime.metrics import align_layout, combine, compare, skipped_note
 from ..runtime.reference import load_onnx, run_onnx
 
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -43,46 +41,74 @@ class TranslateResult:
     node_map: dict[str, str] = field(default_factory=dict)  # TF op name -> ONNX node name
 
 
+@dataclass(frozen=True)
+class Onnx2tfJob:
+    """onnx2tf on one file, run in a child process (:mod:`tflite_int8.runtime.child`): its ``sys.exit`` calls and
+    native crashes end the child, not the caller.  ``cwd`` holds the sample file onnx2tf would otherwise download;
+    ``keep_shape``: inputs onnx2tf must not make channels-last; ``custom_data``: [input name, .npy path] pairs for
+    its dummy inference."""
+
+    onnx: str
+    out: str
+    cwd: str
+    keep_shape: tuple[str, ...] = ()
+    custom_data: tuple[tuple[str, str], ...] = ()
+
+    def __call__(self, progress: Any) -> None:
+        os.chdir(self.cwd)
+        import onnx2tf
+
+        bar = progress("translating (onnx2tf)", None)
+        onnx2tf.convert(
+            input_onnx_file_path=self.onnx,
+            output_folder_path=self.out,
+            not_use_onnxsim=True,
+            output_signaturedefs=True,
+            copy_onnx_input_output_names_to_tflite=True,
+            verbosity="debug",  # per-node lines: the ONNX node behind each TF tensor (translate.node_map)
+            keep_shape_absolutely_input_names=list(self.keep_shape) or None,
+            custom_input_op_name_np_data_path=[list(p) for p in self.custom_data] or None,
+        )
+        bar.close()
+
+
 def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec | InputTable, *,
               samples: Sequence[Any] = (), check_inputs: Sequence[Any] = (),
               output_names: Sequence[str] | None = None, thresholds: dict[str, float] | None = None,
-              timeout: float = 3600.0) -> TranslateResult:
+              timeout: float = 3600.0, worker: child.Worker | None = None,
+              check_names: Sequence[str] | None = None) -> TranslateResult:
     """Translate ``onnx_path`` into ``work_dir``/saved_model; check float32 TFLite vs ONNX Runtime.
 
     ``spec``: the model's inputs (or, for a one-image-input model, its preprocessing).
     ``samples``: preprocessed inputs (source layout; an array or {input name: array} each) for onnx2tf's dummy
-    inference.  ``check_inputs``: inputs for the numeric check (none: no check).
+    inference.  ``check_inputs``: inputs for the numeric check (none: no check); ``check_names``: their names.
+    ``worker``: the child process to run onnx2tf in (a conversion's quantization then reuses it); its log is
+    onnx2tf's log.  Without one, a child of its own logging to ``work_dir``/onnx2tf.log.
     """
     onnx_path, work_dir = Path(onnx_path).resolve(), Path(work_dir).resolve()
     table = input_table(onnx_path, spec)
     scratch = work_dir / "onnx2tf_cwd"
     scratch.mkdir(parents=True, exist_ok=True)
     out = work_dir / "saved_model"
-    job = scratch / "job.json"
-    job.write_text(json.dumps({"onnx": str(onnx_path), "out": str(out),
-                               "keep_shape": [s.name for s in table if s.rank not in CHANNELS_LAST],
-                               "custom_data": _write_samples(scratch, table, samples)}))
-    log = work_dir / "onnx2tf.log"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1")
-    with open(log, "w") as logf:
-        try:
-            proc = subprocess.run([sys.executable, "-m", "tflite_int8.convert.onnx2tf_worker", str(job)],
-                                  cwd=scratch, stdout=logf, stderr=subprocess.STDOUT, env=env, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ConversionError(f"onnx2tf did not finish {onnx_path.name} in {timeout:.0f} s",
-                                  stage="translate") from None
-    outcome_file = Path(str(job) + ".out")
-    outcome = json.loads(outcome_file.read_text()) if outcome_file.exists() else None
-    if proc.returncode != 0 or not outcome or not outcome.get("ok"):
-        _raise_failure(onnx_path, log, proc.returncode, outcome)
+    job = Onnx2tfJob(str(onnx_path), str(out), str(scratch),
+                     tuple(s.name for s in table if s.rank not in CHANNELS_LAST),
+                     tuple(tuple(p) for p in _write_samples(scratch, table, samples)))
+    own = worker is None
+    worker = worker or child.Worker(log=work_dir / "onnx2tf.log")
+    log = worker.log
+    try:
+        worker.call(job, what="onnx2tf", stage="translate", timeout=timeout,
+                    fail=lambda f: _failure(onnx_path, log, f))
+    finally:
+        if own:
+            worker.close()
     tflites = sorted(out.glob("*_float32.tflite"))
     if not tflites:
         raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name} (see {log})", stage="translate")
     result = TranslateResult(out, tflites[0], log=log, node_map=node_map(log))
     if check_inputs:
         result.check = check_translation(onnx_path, tflites[0], table, check_inputs, output_names=output_names,
-                                         thresholds=thresholds)
+                                         thresholds=thresholds, sample_names=check_names)
     return result
 
 
@@ -154,26 +180,30 @@ def _write_samples(scratch: Path, table: InputTable, samples: Sequence[Any]) -> 
     return custom
 
 
-def _raise_failure(onnx_path: Path, log: Path, code: int, outcome: dict | None) -> None:
+def _failure(onnx_path: Path, log: Path, f: child.Failure) -> Int8Error:
+    """onnx2tf's failure as a typed error naming the ONNX op and node its log blames."""
     text = log.read_text(errors="replace") if log.exists() else ""
     clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
     missing = re.findall(r"No module named 'onnx2tf\.ops\.([A-Za-z0-9_]+)'", clean)  # no handler for the op
     op_types = missing or re.findall(r"onnx_op_type:\s*([A-Za-z0-9_]+)", clean)
     op_names = re.findall(r"Error from ONNX operation:\s*(\S+)", clean) or re.findall(r"onnx_op_name:\s*(\S+)", clean)
-    detail = outcome.get("error") if outcome else (f"the onnx2tf process crashed (exit code {code})" if code else "")
+    detail = f.message if f.kind != "crash" else f"the onnx2tf process {f.describe()}"
     errors = [ln.strip() for ln in clean.splitlines() if "ERROR" in ln or "Error" in ln][-3:]
     hint = f" Last messages: {' | '.join(errors)[:600]}" if errors else ""
     if op_types:
         where = f" (node '{op_names[-1]}')" if op_names else ""
-        raise UnsupportedOpError(
-            f"onnx2tf cannot translate ONNX op {op_types[-1]}{where} in {onnx_path.name}: {detail}.{hint} "
-            f"Full log: {log}", ops=[op_types[-1]], stage="translate")
-    raise ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint} Full log: {log}", stage="translate")
+        cls = CrashError if f.kind == "crash" else UnsupportedOpError
+        message = (f"onnx2tf cannot translate ONNX op {op_types[-1]}{where} in {onnx_path.name}: {detail}.{hint} "
+                   f"Full log: {log}")
+        if cls is CrashError:
+            return CrashError(message, stage="translate", ops=[op_types[-1]], signal=f.signal)
+        return UnsupportedOpError(message, ops=[op_types[-1]], stage="translate")
+    return ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint} Full log: {log}", stage="translate")
 
 
 def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec | InputTable, inputs: Sequence[Any],
-                      *, output_names: Sequence[str] | None = None,
-                      thresholds: dict[str, float] | None = None) -> dict[str, Any]:
+                      *, output_names: Sequence[str] | None = None, thresholds: dict[str, float] | None = None,
+                      sample_names: Sequence[str] | None = None) -> dict[str, Any]:
     """float32 TFLite vs ONNX Runtime on ``inputs``; ParityError when beyond ``thresholds``."""
     limits = dict(DEFAULT_THRESHOLDS, **(thresholds or {}))
     table = input_table(onnx_path, spec)
@@ -191,14 +221,14 @@ def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec |
                 per[name].append(compare(r, align_layout(r, got[name])))
             except ValueError as exc:
                 raise ConversionError(f"output '{name}': {exc}", stage="translate") from None
-    outputs = {n: worst(m) for n, m in per.items()}
+    outputs = {n: combine(m, sample_names) for n, m in per.items()}
     check = {"reference": "onnxruntime", "candidate": "tflite float32", "outputs": outputs, "thresholds": limits}
     for name, m in outputs.items():
-        if m["cosine"] < limits["cosine"] or m["rel_max_err"] > limits["rel_max_err"]:
+        if m["cosine_min"] < limits["cosine"] or m["rel_max_err"] > limits["rel_max_err"]:
             raise ParityError(
                 f"the float32 TFLite from onnx2tf does not match ONNX Runtime on output '{name}': cosine "
-                f"{m['cosine']:.6f} (need >= {limits['cosine']}), max abs error {m['max_abs_err']:.4g} = "
-                f"{m['rel_max_err']:.2%} of the output's range (need <= {limits['rel_max_err']:.2%}); quantizing it "
-                f"would give garbage. The translation of some op is wrong: report it with the ONNX file",
-                stage="translate", metrics=m)
+                f"{m['cosine_min']:.6f} (least over the samples; need >= {limits['cosine']}), max abs error "
+                f"{m['max_abs_err']:.4g} = {m['rel_max_err']:.2%} of the output's range over the samples (need <= "
+                f"{limits['rel_max_err']:.2%}){skipped_note(m)}; quantizing it would give garbage. The translation "
+                f"of some op is wrong: report it with the ONNX file", stage="translate", metrics=m)
     return check

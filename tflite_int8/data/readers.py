@@ -166,7 +166,7 @@ class ArrayReader:
         idx = np.arange(arr.shape[0])
         if num_samples is not None:
             idx = np.sort(np.random.default_rng(seed).permutation(arr.shape[0])[:num_samples])
-        self._arr, self._idx, self.path = arr, idx, path
+        self._arr, self._idx, self.path, self._key = arr, idx, path, key
         h = hashlib.sha256()
         for i in idx:
             h.update(np.ascontiguousarray(arr[i], dtype=np.float32).tobytes())
@@ -185,6 +185,17 @@ class ArrayReader:
         for i in self._idx:
             yield Sample(f"{self.path.name}[{i}]", np.ascontiguousarray(self._arr[i][None], dtype=np.float32),
                          source=str(self.path))
+
+    def __getstate__(self) -> dict:
+        """Pickled (for a child process or a worker) without the data: the other side reads the file again (a .npy
+        memory-mapped)."""
+        state = dict(self.__dict__)
+        state["_arr"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._arr = load_array(self.path, self.__dict__.get("_key"))
 
     def subset(self, indices: Sequence[int]) -> "ArrayReader":
         other = copy.copy(self)

@@ -39,16 +39,19 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..cluster import check_ray, executor
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import MIXED_FLOAT, Recipe
 from ..convert import converter
 from ..convert.pipeline import convert
+from ..convert.quantize import crash_naming_ops
 from ..convert.record import Conversion, read_conversion
 from ..convert.translate import translate
 from ..data.files import check_destination, dump_json, staging
 from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error
 from ..progress import Progress, step
+from ..runtime import child
 from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.reference import declared_class_names
 from ..verify.core import verify
@@ -191,6 +194,28 @@ def _int16x8(ctx: Context) -> Attempt:
                               tflite="model_int16x8.tflite"), changes_weights=True)
 
 
+@dataclass(frozen=True)
+class FallbackJob:
+    """int8 with the ``denylist`` tensors' layers in float (TF's QuantizationDebugger), written to ``path``;
+    picklable, run in a child process (the calibrator can crash)."""
+
+    saved_model: Path
+    reader: Any
+    spec: PreprocessSpec | InputTable
+    denylist: tuple[str, ...]
+    path: Path
+
+    def __call__(self, progress: Progress) -> None:
+        import tensorflow as tf
+
+        dataset = converter.calibration_batches(self.reader, self.spec, progress)
+        c = converter.build(self.saved_model, MIXED_FLOAT, Recipe(), dataset)
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(self.denylist))
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=c, debug_dataset=dataset,
+                                                             debug_options=options)
+        self.path.write_bytes(debugger.get_nondebug_quantized_model())
+
+
 def _float_fallback(ctx: Context) -> Attempt | None:
     """The worst ``float_layers`` layers of the baseline's diagnosis left in float (QuantizationDebugger denylist)."""
     worst = [r["tensor"] for r in ctx.baseline_layers[:ctx.float_layers]]
@@ -198,21 +223,18 @@ def _float_fallback(ctx: Context) -> Attempt | None:
         return None
 
     def make(folder: Path) -> Path:
-        import tensorflow as tf
-
         shutil.copytree(ctx.baseline.out_dir, folder)
         reader = ctx.reader()
         names = ctx.feeding.names
         tr = translate(folder / "model.onnx", ctx.stage / ".work-fallback", ctx.feeding,
                        samples=[dict(zip(names, s.arrays(names))) for _, s in zip(range(20), reader)])
-        dataset = converter.calibration_batches(reader, ctx.feeding)
-        c = converter.build(tr.saved_model, MIXED_FLOAT, Recipe(), dataset)
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=worst)
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=c, debug_dataset=dataset,
-                                                             debug_options=options)
         path = folder / MIXED_FLOAT.file_name
-        path.write_bytes(debugger.get_nondebug_quantized_model())
-        shutil.rmtree(ctx.stage / ".work-fallback", ignore_errors=True)
+        try:
+            child.call(FallbackJob(tr.saved_model, reader, ctx.feeding, tuple(worst), path),
+                       what="the TF converter (float fallback)", stage="float-fallback", progress=ctx.progress,
+                       fail=crash_naming_ops(tr.float32_tflite, "float-fallback"))
+        finally:
+            shutil.rmtree(ctx.stage / ".work-fallback", ignore_errors=True)
         return path
 
     return Attempt(f"{len(worst)} worst layers kept in float: {', '.join(worst)} (NOT full-integer)", make,
@@ -234,19 +256,23 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
-            input_shapes: Mapping[str, Any] | None = None, progress: Progress | None = None,
+            input_shapes: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
+            progress: Progress | None = None,
             ray: str | None = None) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
     (None: no budget).  ``input_shapes``: fixes an ONNX file's dynamic dimensions (as ``convert``'s).
-    ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be
-    on a filesystem every node shares.  See the module docstring.
+    ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once
+    (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be on a filesystem every
+    node shares.  ``strategies``: the names to try (in table order; ``baseline`` always runs first); default all
+    of them.  See the module docstring.
     """
     out = Path(out_dir)
     check_destination(out, force)
     if float_layers < 1:
         raise InputError(f"float_layers must be at least 1, got {float_layers}")
+    chosen = _chosen(strategies)
     if max_latency_ratio is not None and not max_latency_ratio >= 1.0:
         raise InputError(f"max_latency_ratio must be at least 1 (the baseline itself is 1x), got {max_latency_ratio}")
     # class names declared by the model (a zoo factory's ImageNet list): the later attempts start from ONNX files
@@ -258,7 +284,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     with staging(out, force) as stage, executor(ray) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
                       input_shapes)
-        todo = [s for s in STRATEGIES if allow_float_ops or not s.needs_consent]
+        todo = [s for s in STRATEGIES if (allow_float_ops or not s.needs_consent) and s.name in chosen]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
         if winner(rows) is None and ctx.baseline.report.get("quantization_source") == "qat":
@@ -285,6 +311,17 @@ def _stepped(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose:
         return _try(strategy, ctx, checks, diagnose)
 
 
+def _chosen(names: Sequence[str] | None) -> set[str]:
+    known = [s.name for s in STRATEGIES]
+    if names is None:
+        return set(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError(f"unknown recovery strateg{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+                         f"choose from {', '.join(known)}")
+    return set(names) | {"baseline"}
+
+
 def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: bool) -> dict[str, Any] | None:
     """Prepare, make and verify one attempt; its row (a failed row with the error if any step failed)."""
     t = time.perf_counter()
@@ -299,12 +336,13 @@ def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: boo
         original = ctx.original_onnx if attempt.changes_weights else None
         res = verify(ctx.stage / strategy.name, tflite=model, reference=original, layers=diagnose,
                      progress=ctx.progress, **checks)
-    except Int8Error as exc:
-        if strategy.name == "baseline":
-            raise  # nothing to recover from: the model does not convert or verify at all
+    except Exception as exc:  # any failure of a later strategy is its row; the ladder goes on
+        if strategy.name == "baseline" or not isinstance(exc, (Int8Error, ValueError, RuntimeError)):
+            raise  # nothing to recover from (the model does not convert or verify at all), or a bug to show
+        error = str(exc) if isinstance(exc, Int8Error) else f"{type(exc).__name__}: {exc}"
         return {"strategy": strategy.name, "how": attempt.how if attempt else "", "passed": False,
-                "full_integer": attempt.full_integer if attempt else None, "error": str(exc),
-                "failures": [str(exc)], "seconds": round(time.perf_counter() - t, 1)}
+                "full_integer": attempt.full_integer if attempt else None, "error": error,
+                "failures": [error], "seconds": round(time.perf_counter() - t, 1)}
     row = _row(strategy.name, attempt, res, model, time.perf_counter() - t)
     row.update(_latency(ctx, model))
     row["file"] = f"{strategy.name}/{model.name}"
@@ -344,4 +382,5 @@ def _row(name: str, attempt: Attempt, result: Any, model: Path, seconds: float) 
             "sqnr_db": min(o["sqnr_db"] for o in outs.values()),
             "top1_agreement": task.get("top1_agreement"), "top5_agreement": task.get("top5_agreement"),
             "map50_95_int8": task.get("map50_95_int8"), "box_agreement": task.get("box_agreement"),
-            "bytes": model.stat().st_size, "seconds": round(seconds, 1)}
+            "sequence_match": task.get("sequence_match"), "pixel_agreement": task.get("pixel_agreement"),
+            "mask_iou": task.get("mask_iou"), "bytes": model.stat().st_size, "seconds": round(seconds, 1)}

@@ -61,6 +61,26 @@ def _in_order(names: Any, infos: list) -> list[str]:
     return sorted(names, key=lambda n: order.get(n, len(order)))
 
 
+def model_ops(path: str | Path) -> list[str]:
+    """The op names of every operator in the file (all subgraphs), read from the flatbuffer alone: no interpreter,
+    so nothing native runs (usable on a file that crashes interpreters); [] when the file cannot be parsed."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+        names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        codes = []
+        for i in range(model.OperatorCodesLength()):
+            oc = model.OperatorCodes(i)
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            custom = oc.CustomCode()
+            codes.append(custom.decode(errors="replace") if custom else names.get(code, str(code)))
+        return [codes[g.Operators(k).OpcodeIndex()] for j in range(model.SubgraphsLength())
+                for g in [model.Subgraphs(j)] for k in range(g.OperatorsLength())]
+    except Exception:  # noqa: BLE001 - only a hint for error messages
+        return []
+
+
 def _xnnpack(ops: list) -> dict[str, Any]:
     """Which ops the XNNPACK delegate took and which fall back to the built-in kernels.
 

@@ -104,21 +104,25 @@ def load_onnx(path: str | Path) -> Any:
 
 
 
-def ort_session(path: Path) -> Any:
+def ort_session(path: Path | Any) -> Any:
+    """An ONNX Runtime CPU session for a file (or an in-memory ModelProto)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    source = path.SerializeToString() if hasattr(path, "SerializeToString") else str(path)
+    if hasattr(path, "SerializeToString"):
+        path = "the rewritten ONNX model"
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
 
 
-def run_onnx(path: str | Path, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
-    """Run an ONNX model on each sample (an array for a single-input model, or {input name: array});
-    returns per-sample output lists."""
-    session = ort_session(Path(path))
+def run_onnx(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
+    """Run an ONNX model (a file or a ModelProto) on each sample (an array for a single-input model, or
+    {input name: array}); returns per-sample output lists."""
+    session = ort_session(path if hasattr(path, "SerializeToString") else Path(path))
     names = [i.name for i in session.get_inputs()]
     return [session.run(None, onnx_feed(names, x)) for x in inputs]
 

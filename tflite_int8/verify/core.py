@@ -30,6 +30,7 @@ from ..data.files import check_destination, dump_json, staging
 from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error, Int8Warning
 from ..progress import Progress
+from ..runtime import child
 from ..runtime.describe import describe
 from ..runtime.interpreter import probe
 from ..runtime.latency import conditions, median_latency_ms
@@ -42,7 +43,7 @@ from .engines import EngineSpec, reference_spec, shared_output_names
 from .html import render
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
 from .qat_layers import simulation_layers
-from .tasks import choose_task, label_for, read_class_names, read_labels
+from .tasks import OutputInfo, choose_task, label_for, onnx_outputs, read_class_names, read_labels
 
 LAYER_SAMPLES = 16
 
@@ -80,13 +81,16 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
            class_names: str | Path | Sequence[str] | None = None, views: int = 1, num_samples: int | None = None,
            seed: int = 0, task: str = "auto", thresholds: Mapping[str, float] | str | Path | None = None,
            workers: int = 1, layers: bool = True, report_dir: str | Path | None = None, force: bool = False,
-           progress: Progress | None = None, ray: str | None = None) -> VerifyResult:
+           blank: int = 0, mask_threshold: float = 0.5, progress: Progress | None = None,
+           ray: str | None = None) -> VerifyResult:
     """Verify an int8 model against its float reference; write reports into ``report_dir``.
 
     Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).
     ``labels``: a CSV ``file,label``, a root of class folders, a {file: class} mapping or a list in sample order.
     ``ray``: run the samples as Ray tasks on this cluster (:mod:`.distributed`; ``local``, ``auto``, an address)
     instead of ``workers`` local processes.
+    ``task``: see :data:`~tflite_int8.config.tasks.TASKS` (``auto``: the conversion's ``--task``, else chosen from
+    the outputs); ``blank``: the CTC blank class; ``mask_threshold``: where a probability map becomes a mask.
     """
     t0 = time.perf_counter()
     if workers < 1:
@@ -121,20 +125,22 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         reader = open_reader(data if data is not None else default_data_dir(), plan.feeding, views=views,
                              num_samples=num_samples, seed=seed, warn_few=False)
         hygiene, calib_reader = _hygiene(plan.conversion, plan.feeding, reader)
-        with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work:
-            translated = _translate_if_needed(plan, reader, Path(work), layers)
-            shapes = dict(zip(plan.output_names or list(plan.int8_outputs), plan.int8_outputs.values()))
+        with tempfile.TemporaryDirectory(prefix="tflite-int8-verify-") as work, \
+                child.Worker(log=Path(work) / "onnx2tf.log") as worker:  # onnx2tf and the diagnosis: one child
+            translated = _translate_if_needed(plan, reader, Path(work), layers, worker)
             if detect:
                 the_task: Any = DetectionTask(head, truth, tuple(names))
             else:
-                the_task = choose_task(task, shapes, names)
+                size = plan.spec.size if plan.spec is not None else None
+                the_task = choose_task(_task_of(task, plan), _outputs_info(plan), names, input_size=size,
+                                       blank=blank, mask_threshold=mask_threshold)
             job = LadderJob(tuple(plan.steps), plan.spec, tuple(plan.output_names or ()), the_task,
                             inputs=plan.inputs, in_steps_vs=SIMULATION_STEP if plan.qat else None)
             if ray is None:
                 records, cluster = run_ladder(job, reader, workers=workers, progress=progress), None
             else:
                 records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress)
-            layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress)
+            layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress, worker)
             qat_rows = (simulation_layers(plan.conversion.out_dir, plan.conversion.report,
                                           [s for _, s in zip(range(LAYER_SAMPLES), reader)], plan.inputs)
                         if plan.qat and layers and plan.conversion is not None and plan.inputs is not None else None)
@@ -159,6 +165,24 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     for w in report["warnings"]:
         warnings.warn(w, Int8Warning, stacklevel=2)
     return VerifyResult(not failures, report, out_dir, failures)
+
+
+def _task_of(task: str, plan: _Plan) -> str:
+    """``auto`` follows the task the conversion was made for (convert --task), when it names one."""
+    made_for = plan.conversion.report.get("task") if plan.conversion else None
+    return made_for if task == "auto" and made_for in ("classify", "segment", "ctc", "mask") else task
+
+
+def _outputs_info(plan: _Plan) -> dict[str, OutputInfo]:
+    """Each output's reference shape and producing op: from the ONNX model when there is one (the int8 file's
+    shapes are channels-last and say nothing of softmax or sigmoid)."""
+    onnx_path = plan.onnx or next((Path(s.source) for s in plan.steps if s.kind == "onnxruntime"), None)
+    if onnx_path is not None and onnx_path.is_file():
+        info = onnx_outputs(onnx_path)
+        if plan.output_names is None or set(plan.output_names) <= set(info):
+            return {n: info[n] for n in (plan.output_names or info)}
+    names = plan.output_names or list(plan.int8_outputs)
+    return {n: OutputInfo(tuple(s)) for n, s in zip(names, plan.int8_outputs.values())}
 
 
 def _class_names(class_names: Any, conversion: Conversion | None, reference: Any) -> tuple[list[str], str | None]:
@@ -303,7 +327,7 @@ def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, r
     return info, (c_reader if same_set else None)
 
 
-def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> Any:
+def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool, worker: child.Worker) -> Any:
     """Re-translate model.onnx (SavedModel for the diagnosis, float32 TFLite for the ladder) when useful."""
     has_f32 = any(s.step == "tflite-float32" for s in plan.steps)
     if plan.qat:
@@ -314,7 +338,7 @@ def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> 
         return None
     names = plan.inputs.names if plan.inputs is not None else ["input"]
     samples = [dict(zip(names, s.arrays(names))) if plan.inputs is not None else s.x for _, s in zip(range(20), reader)]
-    tr = translate(plan.onnx, work, plan.feeding, samples=samples, output_names=plan.output_names)
+    tr = translate(plan.onnx, work, plan.feeding, samples=samples, output_names=plan.output_names, worker=worker)
     if not has_f32:
         plan.steps.insert(len(plan.steps) - 1, EngineSpec("tflite-float32", "tflite", str(tr.float32_tflite)))
         plan.notes["tflite-float32"] = "not in the output folder: re-translated from model.onnx for this run"
@@ -322,7 +346,7 @@ def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool) -> 
 
 
 def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, reader: Any,
-            progress: Any) -> tuple[list[dict], str]:
+            progress: Any, worker: child.Worker) -> tuple[list[dict], str]:
     if not enabled:
         return [], "skipped (layers=False)"
     if plan.qat:
@@ -337,8 +361,10 @@ def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, read
                 "the layers are those of a re-calibrated model, not necessarily of the shipped one")
     debug = [s for _, s in zip(range(LAYER_SAMPLES), reader)]
     recipe = plan.conversion.recipe if plan.conversion else Recipe()
-    rows = diagnose(translated.saved_model, calib_reader, debug, plan.feeding, recipe=recipe,
-                    node_map=translated.node_map, progress=progress)
+    renamed = plan.conversion.renamed if plan.conversion else {}
+    node_map = {k: renamed.get(v, v) for k, v in translated.node_map.items()}  # the user's own node names
+    rows = diagnose(translated.saved_model, calib_reader, debug, plan.feeding, recipe=recipe, node_map=node_map,
+                    progress=progress, worker=worker)
     return rows, note + f"; errors measured on {len(debug)} verification samples"
 
 

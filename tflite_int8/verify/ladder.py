@@ -20,7 +20,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import Int8Error
 from ..progress import Progress
-from ..runtime.metrics import compare, step_agreement
+from ..runtime.metrics import combine, compare, step_agreement
 from .engines import Engine, EngineSpec, aligned
 
 HIST_EDGES = np.linspace(-8.0, 8.0, 65)  # int8 - float error, in output quantization steps
@@ -68,6 +68,7 @@ def run_samples(job: LadderJob, reader: Any, tick: Callable[[], None] | None = N
             scale = steps_q.get(n)
             diff = (q[n].astype(np.float64) - ref[n].astype(np.float64)).ravel()
             if scale:
+                m["step"] = scale
                 m["max_abs_err_steps"] = m["max_abs_err"] / scale
                 m["mean_abs_err_steps"] = m["mean_abs_err"] / scale
                 hist = np.histogram(np.clip(diff / scale, HIST_EDGES[0], HIST_EDGES[-1]), HIST_EDGES)[0]
@@ -144,42 +145,52 @@ def run_ladder(job: LadderJob, reader: Any, *, workers: int = 1,
 
 
 def summarize_steps(step_names: Sequence[str], records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per ladder step and output: mean and worst of each metric over the samples."""
+    """Per ladder step and output: the samples' metrics combined (:func:`~tflite_int8.runtime.metrics.combine`)."""
     out: dict[str, dict[str, Any]] = {}
+    names = [r["name"] for r in records]
     for step in step_names:
         per_out: dict[str, Any] = {}
         for name in records[0]["steps"].get(step, {}) if records else {}:
-            per_out[name] = _combine([r["steps"][step][name] for r in records])
+            # the last step is the int8 model: a sample below a few of its quantization steps has no signal
+            q = records[0]["end_to_end"].get(name, {}).get("step") if step == step_names[-1] else None
+            ms = [r["steps"][step][name] for r in records]
+            per_out[name] = _with_steps(_lean(combine(ms, names, q)), ms)
         out[step] = per_out
     return out
 
 
 def summarize_outputs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per output, int8 vs the reference over all samples: data-set SQNR, cosine over the samples with a signal
+    (the others listed as skipped), error in quantization steps, an error histogram and the worst samples."""
     out = {}
+    names = [r["name"] for r in records]
     for name in records[0]["end_to_end"] if records else {}:
         ms = [r["end_to_end"][name] for r in records]
-        summary = _combine(ms)
-        if "max_abs_err_steps" in ms[0]:
-            summary["max_abs_err_steps"] = max(m["max_abs_err_steps"] for m in ms)
-            summary["mean_abs_err_steps"] = float(np.mean([m["mean_abs_err_steps"] for m in ms]))
+        summary = combine(ms, names, ms[0].get("step"))
         summary["histogram"] = {"edges_steps": HIST_EDGES.tolist(),
                                 "counts": np.sum([m["histogram"] for m in ms], axis=0).tolist()}
-        worst = sorted(range(len(ms)), key=lambda i: ms[i]["cosine"])[:5]
+        skipped = {s["sample"] for s in summary["skipped_samples"]}
+        judged = [i for i in range(len(ms)) if names[i] not in skipped] or list(range(len(ms)))
+        worst = sorted(judged, key=lambda i: ms[i]["cosine"])[:5]
         summary["worst_samples"] = [{"sample": records[i]["name"], "cosine": ms[i]["cosine"],
                                      "max_abs_err": ms[i]["max_abs_err"]} for i in worst]
-        out[name] = summary
+        out[name] = _lean(summary)
     return out
 
 
-def _combine(ms: Sequence[dict[str, float]]) -> dict[str, Any]:
-    sq = [m["sqnr_db"] for m in ms]
-    steps = {}
-    if all("within_1_step" in m for m in ms):  # equal-sized samples: the mean of fractions is the fraction
-        steps = {"exact": float(np.mean([m["exact"] for m in ms])),
-                 "within_1_step": float(np.mean([m["within_1_step"] for m in ms])),
-                 "max_steps": max(m["max_steps"] for m in ms)}
-    return steps | {"cosine": float(np.mean([m["cosine"] for m in ms])), "cosine_min": min(m["cosine"] for m in ms),
-            "sqnr_db": float(np.mean(np.minimum(sq, 300.0))), "sqnr_db_min": min(sq),
-            "max_abs_err": max(m["max_abs_err"] for m in ms),
-            "mean_abs_err": float(np.mean([m["mean_abs_err"] for m in ms])),
-            "rel_max_err": max(m["rel_max_err"] for m in ms), "samples": len(ms)}
+def _with_steps(summary: dict[str, Any], ms: Sequence[dict[str, float]]) -> dict[str, Any]:
+    """Add the QAT step agreement (exact, within one output step, largest gap) when every sample has it."""
+    if ms and all("within_1_step" in m for m in ms):  # equal-sized samples: the mean of fractions is the fraction
+        summary.update(exact=float(np.mean([m["exact"] for m in ms])),
+                       within_1_step=float(np.mean([m["within_1_step"] for m in ms])),
+                       max_steps=max(m["max_steps"] for m in ms))
+    return summary
+
+
+def _lean(summary: dict[str, Any], keep: int = 20) -> dict[str, Any]:
+    """At most ``keep`` skipped samples named (a data set of blank images would list them all)."""
+    skipped = summary.get("skipped_samples", [])
+    if len(skipped) > keep:
+        summary["skipped_samples"] = skipped[:keep]
+        summary["skipped_samples_total"] = len(skipped)
+    return summary

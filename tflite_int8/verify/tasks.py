@@ -3,8 +3,9 @@
 A task turns each sample's reference and int8 outputs into a small record
 (:meth:`Task.record`, run where the sample was run, possibly in a worker) and
 the records into metrics (:meth:`Task.summarize`) checked against thresholds
-(:meth:`Task.failures`).  Classification and raw tensors live here; a detection
-task plugs in through the same three methods.
+(:meth:`Task.failures`).  Classification and raw tensors live here; detection (:mod:`.detection`),
+segmentation and masks (:mod:`.dense_tasks`) and CTC text (:mod:`.ctc`) plug in through the same three
+methods; :func:`choose_task` picks one from the outputs (or by name).
 
 Classification agreement is given overall and on the samples where the float model is *confident*, because
 the two mean different things: a flip where the float model hesitates between two classes is a near-tie that
@@ -23,8 +24,11 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from ..config.tasks import TASKS
 from ..data.images import list_images
 from ..errors import InputError
+from .ctc import CTCTask
+from .dense_tasks import MaskTask, SegmentTask
 
 CONFIDENT_P = 0.5
 CONFIDENT_MARGIN = 0.2
@@ -157,17 +161,97 @@ def flip_text(d: Mapping[str, Any]) -> str:
     return f"{d['sample']}: float {cls('float')}{p} -> int8 {cls('int8')}"
 
 
-def choose_task(task: str, output_shapes: Mapping[str, Sequence[int]], class_names: Sequence[str] = ()) -> Task:
-    """``auto``: classification when the model has one (1, K>1) output, raw tensors otherwise."""
-    if task not in ("auto", "classify", "raw"):
-        raise InputError(f"unknown task {task!r}; choose auto, classify or raw")
-    cls = [n for n, s in output_shapes.items() if len(s) == 2 and s[0] == 1 and s[1] > 1]
-    if task == "classify" or (task == "auto" and len(output_shapes) == 1 and cls):
+TASK_CHOICES = tuple(t for t in TASKS if t != "detect")  # detection is set up by verify() itself
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What the reference says about an output: its shape (reference layout) and the op that makes it."""
+
+    shape: tuple[int, ...]
+    op: str | None = None  # Softmax, LogSoftmax, Sigmoid, ... (None: unknown)
+    axis: int | None = None  # the softmax axis, normalised to be >= 0
+
+
+def onnx_outputs(onnx_path: str | Path) -> dict[str, OutputInfo]:
+    """Shape and producing op of every output of an ONNX model."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = {}
+    for o in model.graph.output:
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim)
+        node = producer.get(o.name)
+        while node is not None and node.op_type in ("Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze") \
+                and node.input and node.input[0] in producer:
+            node = producer[node.input[0]]  # look through layout ops to the op that computes the values
+        axis = None
+        if node is not None and node.op_type in ("Softmax", "LogSoftmax"):
+            axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
+            axis = axis % len(shape) if shape else axis
+        out[o.name] = OutputInfo(shape, node.op_type if node is not None else None, axis)
+    return out
+
+
+def choose_task(task: str, outputs: Mapping[str, OutputInfo | Sequence[int]], class_names: Sequence[str] = (), *,
+                input_size: tuple[int, int] | None = None, blank: int = 0, mask_threshold: float = 0.5) -> Task:
+    """The task ``task`` names, on the outputs it fits (``outputs``: name -> OutputInfo, or just a shape);
+    ``auto`` picks one only when the outputs leave no doubt:
+
+    * classify: one (1, K>1) output, or one such output made by a Softmax among others (a face net's
+      probabilities beside its box regression);
+    * ctc: one (1, T, C) output made by a Softmax/LogSoftmax over its last axis;
+    * segment: one (1, K>1, H, W) output at the input's size, or made by a Softmax over axis 1;
+    * mask: every output (1, 1, H, W) and made by a Sigmoid;
+    * raw (tensor metrics only) otherwise.
+    """
+    if task not in TASK_CHOICES:
+        raise InputError(f"unknown task {task!r}; choose {', '.join(TASK_CHOICES)}")
+    outputs = {n: o if isinstance(o, OutputInfo) else OutputInfo(tuple(o)) for n, o in outputs.items()}
+    shapes = {n: tuple(i.shape) for n, i in outputs.items()}
+    cls = sorted((n for n, s in shapes.items() if len(s) == 2 and s[0] == 1 and s[1] > 1),
+                 key=lambda n: outputs[n].op != "Softmax")  # a softmax output first: that one holds the classes
+    seqs = [n for n, s in shapes.items() if len(s) == 3 and 1 in s[:2] and s[-1] > 2]
+    maps = [n for n, s in shapes.items() if len(s) == 4 and s[0] == 1 and s[1] > 1 and min(s[2:]) > 1]
+    masks = [n for n, s in shapes.items() if len(s) == 4 and s[0] == 1 and s[1] == 1 and min(s[2:]) > 1]
+    if task == "auto":
+        task = _auto(outputs, cls, seqs, maps, masks, input_size)
+    if task == "classify":
         if not cls:
-            raise InputError(f"--task classify needs an output of shape (1, classes); outputs are "
-                             f"{dict(output_shapes)}")
+            raise InputError(f"--task classify needs an output of shape (1, classes); outputs are {shapes}")
         return ClassificationTask(cls[0], class_names=tuple(class_names))
+    if task == "ctc":
+        if not seqs:
+            raise InputError(f"--task ctc needs an output of shape (1, T, classes) or (T, 1, classes); outputs are "
+                             f"{shapes}")
+        return CTCTask(seqs[0], blank=blank, class_names=tuple(class_names))
+    if task == "segment":
+        if not maps:
+            raise InputError(f"--task segment needs an output of shape (1, classes, H, W); outputs are {shapes}")
+        return SegmentTask(maps[0])
+    if task == "mask":
+        if not masks:
+            raise InputError(f"--task mask needs outputs of shape (1, 1, H, W) (probability maps); outputs are "
+                             f"{shapes}")
+        return MaskTask(tuple(masks), threshold=mask_threshold)
     return RawTask()
+
+
+def _auto(outputs: Mapping[str, OutputInfo], cls: list, seqs: list, maps: list, masks: list,
+          input_size: tuple[int, int] | None) -> str:
+    single = len(outputs) == 1
+    if (single and cls) or sum(outputs[n].op == "Softmax" for n in cls) == 1:
+        return "classify"
+    if single and seqs and outputs[seqs[0]].op in ("Softmax", "LogSoftmax") and \
+            outputs[seqs[0]].axis == len(outputs[seqs[0]].shape) - 1:
+        return "ctc"
+    if single and maps and (tuple(outputs[maps[0]].shape[2:]) == tuple(input_size or ()) or
+                            (outputs[maps[0]].op == "Softmax" and outputs[maps[0]].axis == 1)):
+        return "segment"
+    if masks and len(masks) == len(outputs) and all(outputs[n].op == "Sigmoid" for n in masks):
+        return "mask"
+    return "raw"
 
 
 def read_class_names(path: str | Path) -> list[str]:
@@ -175,7 +259,8 @@ def read_class_names(path: str | Path) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"class-names file {p} does not exist")
-    names = [ln.strip() for ln in p.read_text(errors="replace").splitlines()]
+    # a line of only spaces is a class too (a CTC recognizer's space); other names lose surrounding blanks
+    names = [ln.strip() or ln for ln in p.read_text(errors="replace").splitlines()]
     while names and not names[-1]:
         names.pop()
     if not names:

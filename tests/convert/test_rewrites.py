@@ -1,0 +1,125 @@
+"""Graph rewrites keep the math (ONNX Runtime before vs after) and say what they did; what cannot be unrolled is
+refused naming the node and why."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from tflite_int8 import UnsupportedOpError
+from tflite_int8.convert.export import export
+from tflite_int8.convert.rewrites import REWRITES, adjustment_text, rewrite
+from tflite_int8.runtime.reference import run_onnx
+
+
+def _model(nodes, shape, out_shape=None, inits=()):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)], list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _rewritten(tmp_path, model, shape, n=3):
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    xs = [np.random.default_rng(i).standard_normal(shape).astype(np.float32) * 3 for i in range(n)]
+    before = run_onnx(path, xs)
+    records, renamed = rewrite(path, xs)
+    after = run_onnx(path, xs)
+    err = max(float(np.max(np.abs(b[0] - a[0]))) for b, a in zip(before, after))
+    return onnx.load(path), records, renamed, err
+
+
+@pytest.mark.parametrize("op, attrs, size", [
+    ("MaxPool", dict(kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1), 7),
+    ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1), 10),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), 8),
+    ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0), 9),
+])
+def test_pools_with_ceil_mode_or_padding_become_plain_pools_with_the_same_output(tmp_path, op, attrs, size):
+    shape = [1, 2, size, size]
+    model, records, _, err = _rewritten(tmp_path, _model([helper.make_node(op, ["x"], ["y"], **attrs)], shape),
+                                        shape)
+    assert err < 1e-6  # max-pool exactly (edge copies never win a max), average-pool up to float rounding
+    pools = [n for n in model.graph.node if n.op_type == op]
+    assert len(pools) == 1
+    kept = {a.name: helper.get_attribute_value(a) for a in pools[0].attribute}
+    assert not kept.get("ceil_mode") and not any(kept.get("pads", []))
+    ops = {n.op_type for n in model.graph.node}
+    assert ("Concat" in ops and "Pad" not in ops) if op == "MaxPool" else "Pad" in ops  # never a -inf pad value
+    assert records[0]["rewrite"] == "ceil-pool" and records[0]["applied"]
+    assert "ceil-pool" in adjustment_text(records[0]) and "max abs" in adjustment_text(records[0])
+
+
+class ErfGelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.fc2(x.flatten(1))
+        hf = h * 0.5 * (1.0 + torch.erf(h / 1.4142135623730951))  # the Hugging Face order
+        return nn.functional.gelu(self.fc1(x.flatten(1))) + hf  # and PyTorch's own
+
+
+def test_erf_gelu_becomes_one_gelu_node(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "gelu.onnx"
+    export(ErfGelu().eval(), path, (1, 2, 2, 2))
+    model, records, _, err = _rewritten(tmp_path, onnx.load(path), [1, 2, 2, 2])
+    ops = [n.op_type for n in model.graph.node]
+    assert "Erf" not in ops and ops.count("Gelu") == 2 and err < 1e-5
+    assert records[0]["rewrite"] == "erf-gelu" and "2 erf GELU" in records[0]["what"]
+
+
+def test_names_tensorflow_rejects_are_renamed_and_mapped_back(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="Relu@0"), helper.make_node("Neg", ["r"], ["y"], name="Neg 1")]
+    model, records, renamed, err = _rewritten(tmp_path, _model(nodes, [1, 4]), [1, 4])
+    assert [n.name for n in model.graph.node] == ["Relu_0", "Neg_1"] and err == 0
+    assert renamed == {"Relu_0": "Relu@0", "Neg_1": "Neg 1"}
+    assert "'Relu@0' -> 'Relu_0'" in records[0]["what"]
+
+
+class Recurrent(nn.Module):
+    def __init__(self, kind, **kw):
+        super().__init__()
+        self.rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[kind](6, 5, batch_first=True, **kw)
+        self.fc = nn.Linear(5 * (2 if kw.get("bidirectional") else 1), 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x.reshape(1, 4, 6))
+        return self.fc(y)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+@pytest.mark.parametrize("kw", [{}, {"bidirectional": True}, {"num_layers": 2}])
+def test_lstm_and_gru_are_unrolled_with_the_same_output(tmp_path, kind, kw):
+    torch.manual_seed(1)
+    path = tmp_path / "rnn.onnx"
+    export(Recurrent(kind, **kw).eval(), path, (1, 1, 4, 6))
+    model, records, _, err = _rewritten(tmp_path, onnx.load(path), [1, 1, 4, 6])
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & {"LSTM", "GRU"} and {"Gemm", "Sigmoid", "Tanh"} <= ops and err < 1e-5
+    assert "unrolled over 4 time steps" in next(r["what"] for r in records if r["rewrite"] == "unroll-rnn")
+
+
+def test_a_recurrent_layer_that_cannot_be_unrolled_is_refused_naming_it_and_why(tmp_path):
+    w = numpy_helper.from_array(np.ones((1, 8, 3), np.float32), "W")
+    r = numpy_helper.from_array(np.ones((1, 8, 2), np.float32), "R")
+    p = numpy_helper.from_array(np.ones((1, 6), np.float32), "P")
+    node = helper.make_node("LSTM", ["x", "W", "R", "", "", "", "", "P"], ["Y"], name="enc_lstm", hidden_size=2)
+    flat = helper.make_node("Reshape", ["Y", "shape"], ["y"])
+    shape = numpy_helper.from_array(np.array([1, 8], np.int64), "shape")
+    model = _model([node, flat], [4, 1, 3], [1, 8], inits=[w, r, p, shape])
+    onnx.save(model, tmp_path / "peephole.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"LSTM node 'enc_lstm' cannot be made full-integer: .*peephole"):
+        rewrite(tmp_path / "peephole.onnx", [np.zeros((4, 1, 3), np.float32)])
+
+
+def test_the_table_names_every_rewrite_once():
+    assert list(REWRITES) == ["names", "ceil-pool", "erf-gelu", "unroll-rnn"]
+    assert all(r.help for r in REWRITES.values())
