@@ -92,7 +92,13 @@ def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
     q = res.report["qat"]
     assert q["activations_exact"] == q["activations_in_tflite"] >= 4  # the 4 ranges, and a padding that keeps one
     assert [w["status"] for w in q["weights"]] == ["exact", "exact"]
-    assert res.report["stages"]["int8_check"]["qat_simulation"]["outputs"]["y"]["exact"] == 1.0
+    check = res.report["stages"]["int8_check"]
+    assert check["qat_simulation"]["outputs"]["y"]["exact"] == 1.0
+    # judged against its own simulation, not the float model (which its learned ranges may clip)
+    assert check["judged_against"] == "qat_simulation" and res.passed and check["failures"] == []
+    again = convert(path, tmp_path / "strict", spec=TINY_SPEC, data=quadrant_data["calib"],
+                    check_thresholds={"qat_within_1_step": 1.01})  # a bar no file can meet: the gate is wired
+    assert not again.passed and "within 1 output step of the QAT simulation" in again.failures[0]
 
 
 def test_recalibrating_a_qat_model_is_refused(tmp_path, quadrant_data):

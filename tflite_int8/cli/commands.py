@@ -94,7 +94,9 @@ def shapes_from_args(values: list[tuple[str, tuple[int, ...]]] | None) -> dict[s
 
 # convert's int8-check flags: flag -> (threshold key, help)
 CHECK_FLAGS = {"check-min-cosine": ("cosine", "the conversion's own int8 check: mean cosine per output"),
-               "check-min-sqnr": ("sqnr_db", "the conversion's own int8 check: SQNR dB per output")}
+               "check-min-sqnr": ("sqnr_db", "the conversion's own int8 check: SQNR dB per output"),
+               "check-min-qat-within-1-step": ("qat_within_1_step", "a QAT conversion's own check: fraction of int8 "
+                                               "output values within one step of its QDQ simulation")}
 
 
 def convert(args: argparse.Namespace) -> int:

@@ -56,7 +56,9 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
     for adj in report.get("adjustments", []):
         lines.append(f"note: {adj}")
     if report.get("failures"):
-        lines.append("FAILED: the conversion's own int8 check (int8 vs float32 TFLite); the files are kept for "
+        against = ("its QDQ simulation" if report.get("stages", {}).get("int8_check", {}).get("judged_against")
+                   == "qat_simulation" else "float32 TFLite")
+        lines.append(f"FAILED: the conversion's own int8 check (int8 vs {against}); the files are kept for "
                      "inspection:\n  " + "\n  ".join(report["failures"]))
     return "\n".join(lines)
 

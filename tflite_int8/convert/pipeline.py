@@ -23,7 +23,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, Recipe
 from ..config.tasks import check_task
-from ..config.thresholds import check_outputs, resolve_check_thresholds
+from ..config.thresholds import check_outputs, check_within_steps, resolve_check_thresholds
 from ..data.files import check_destination, dump_json, staging
 from ..data.images import file_sha256
 from ..data.readers import default_data_dir, open_reader
@@ -160,11 +160,14 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         with stage(report, "int8_check") as st:
             report["files"], report["tensors"] = _describe_files(q.files, output_names)
             report["sparsity"] = sparsity_report(float_sparsity, tflite_sparsity(q.files[FULL_INTEGER]))
+            limits = resolve_check_thresholds(check_thresholds)
             st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names,
-                                  check_names, resolve_check_thresholds(check_thresholds)))
-            if plan is not None:
+                                  check_names, limits))
+            if plan is not None:  # the model's own simulation is its reference; int8 vs float is reported only
                 st["qat_simulation"] = qat.simulation_check(q.files[FULL_INTEGER], onnx_path, table, check_inputs,
                                                             output_names)
+                st["judged_against"] = "qat_simulation"
+                st["failures"] = check_within_steps(st["qat_simulation"]["outputs"], limits)
             report["passed"], report["failures"] = not st["failures"], st["failures"]
             for failure in st["failures"]:
                 warnings.warn(f"the conversion's own int8 check failed: {failure}", Int8Warning, stacklevel=2)
