@@ -70,6 +70,16 @@ def test_agreement_where_the_float_model_is_confident():
     assert task.failures(s, {"top1_agreement_confident": None}) == []
 
 
+def test_with_two_classes_confident_needs_a_lead():
+    """p >= 0.5 holds for every top-1 of a binary output (a face score): there the margin rule decides."""
+    task = ClassificationTask("out")
+    recs = [task.record({"out": np.array([[p, 1 - p]], np.float32)}, {"out": np.array([[0.0, 1.0]], np.float32)})
+            for p in (0.9, 0.55, 0.51)]
+    s = task.summarize(list("abc"), recs, [None] * 3)
+    assert s["confident_samples"] == 1 and s["top1_agreement_confident"] == 0.0
+    assert s["confident_rule"] == "float top-1 probability >= 0.6 (two classes: a lead of 0.2)"
+
+
 def test_logits_go_through_softmax_and_no_confident_sample_is_not_judged():
     task = ClassificationTask("out")
     # logits 2, 0, 0: softmax p = e^2 / (e^2 + 2) = 0.787, margin 0.787 - 0.107 = 0.68

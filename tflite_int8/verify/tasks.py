@@ -14,6 +14,7 @@ model's class probabilities (softmax of the output, unless the output already is
 [0, 1], summing to 1): *confident* means top-1 probability >= :data:`CONFIDENT_P` (0.5: the float model prefers
 its class to all others together); *by margin* means top-1 minus top-2 probability >= :data:`CONFIDENT_MARGIN`
 (0.2: a clear lead over the runner-up, not a near-tie; a confident sample can still be one when p < 0.6).
+With two classes every top-1 probability is >= 0.5, so there *confident* is the margin rule (p >= 0.6).
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ class ClassificationTask:
         probs, given = probabilities(ref)
         p2 = float(probs[top[1]]) if k > 1 else 0.0
         return {"float_top5": [int(i) for i in top], "int8_top5": [int(i) for i in np.argsort(-got, kind="stable")[:k]],
-                "float_p": float(probs[top[0]]), "float_margin": float(probs[top[0]]) - p2, "probabilities": given}
+                "float_p": float(probs[top[0]]), "float_margin": float(probs[top[0]]) - p2, "probabilities": given,
+                "classes": int(ref.size)}
 
     def summarize(self, names: Sequence[str], records: Sequence[dict], labels: Sequence[int | None]) -> dict:
         if not records:
@@ -96,7 +98,11 @@ class ClassificationTask:
         agree = f1 == q1
         p = np.array([r["float_p"] for r in records])
         margin = np.array([r["float_margin"] for r in records])
-        confident, clear = p >= CONFIDENT_P, margin >= CONFIDENT_MARGIN
+        clear = margin >= CONFIDENT_MARGIN
+        binary = all(r.get("classes") == 2 for r in records)  # with two classes every top-1 has p >= 0.5
+        confident = p >= CONFIDENT_P if not binary else clear
+        rule = (f"float top-1 probability >= {CONFIDENT_P}" if not binary else
+                f"float top-1 probability >= {0.5 + CONFIDENT_MARGIN / 2:g} (two classes: a lead of {CONFIDENT_MARGIN})")
         out: dict[str, Any] = {
             "output": self.output, "samples": len(records),
             "top1_agreement": float(np.mean(agree)),
@@ -104,7 +110,7 @@ class ClassificationTask:
             "top5_agreement": float(np.mean([r["float_top5"][0] in r["int8_top5"] for r in records])),
             "probabilities": ("the output itself (already probabilities)" if all(r["probabilities"] for r in records)
                               else "softmax of the output"),
-            "confident_rule": f"float top-1 probability >= {CONFIDENT_P}", "confident_samples": int(confident.sum()),
+            "confident_rule": rule, "confident_samples": int(confident.sum()),
             "top1_agreement_confident": float(np.mean(agree[confident])) if confident.any() else None,
             "margin_rule": f"float top-1 minus top-2 probability >= {CONFIDENT_MARGIN}",
             "margin_samples": int(clear.sum()),
