@@ -35,6 +35,20 @@ def _arrays(path: Path, seed: int, **shapes: tuple[int, ...]) -> str:
     return str(path)
 
 
+def _split_photos(photos: Path, d: Path) -> tuple[str, str]:
+    """The bundled photos: even ones to calibrate, odd ones to verify (held out)."""
+    files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    out = []
+    for half, name in ((files[0::2], "calib"), (files[1::2], "held_out")):
+        (d / name).mkdir(exist_ok=True)
+        for p in half:
+            link = d / name / p.name
+            if not link.exists():
+                link.symlink_to(p)
+        out.append(str(d / name))
+    return out[0], out[1]
+
+
 def _dynamic_onnx(path: Path) -> str:
     import torch
 
@@ -51,9 +65,9 @@ def rows(work: Path) -> dict[str, dict[str, Any]]:
     """name -> {kind, convert: argv after `convert MODEL -o OUT`, verify: argv after `verify OUT`}."""
     from tflite_int8.data.readers import default_data_dir
 
-    photos = str(default_data_dir())
     d = work / "data"
     d.mkdir(parents=True, exist_ok=True)
+    calib, held_out = _split_photos(default_data_dir(), d)
     table: dict[str, dict[str, Any]] = {
         "ctc_recognizer": {"kind": "CTC text recognizer (conv + GRU)", "model": "tests.models:ctc_recognizer"},
         "lstm_classifier": {"kind": "LSTM sequence classifier", "model": "tests.models:lstm_classifier"},
@@ -66,8 +80,8 @@ def rows(work: Path) -> dict[str, dict[str, Any]]:
     }
     for row in table.values():
         row.setdefault("convert", [])
-        row["convert"] += ["--data", photos, "--variants", "float32"]
-        row["verify"] = ["--data", photos, "--views", "2", "--seed", "1"]
+        row["convert"] += ["--data", calib, "--views", "2", "--variants", "float32"]
+        row["verify"] = ["--data", held_out, "--views", "2"]
     for split, seed in (("calib", 0), ("verify", 1)):
         _arrays(d / f"two_{split}.npz", seed, image=(24, 3, 32, 32), feats=(24, 16))
         _arrays(d / f"audio_{split}.npy", seed, wave=(24, 1, 4000))
@@ -81,9 +95,9 @@ def rows(work: Path) -> dict[str, dict[str, Any]]:
                        "convert": ["--data", str(d / f"{stem}_calib.{ext}")],
                        "verify": ["--data", str(d / f"{stem}_verify.{ext}")]}
     table["dynamic_onnx"] = {"kind": "ONNX with dynamic batch/H/W", "model": _dynamic_onnx(d / "dynamic.onnx"),
-                             "convert": ["--data", photos, "--resize", "stretch", "--input-shape",
+                             "convert": ["--data", calib, "--views", "2", "--resize", "stretch", "--input-shape",
                                          "images:1,3,40,48", "--variants", "float32"],
-                             "verify": ["--data", photos, "--views", "2", "--seed", "1"]}
+                             "verify": ["--data", held_out, "--views", "2"]}
     table.update(_pretrained(work))
     return table
 
@@ -143,7 +157,7 @@ def measure(name: str, row: dict[str, Any], work: Path) -> dict[str, Any]:
                   rewrites=report.get("rewrites", {}).get("applied", []))
     vcode, vsecs, vlast = _cli("verify", str(out), "--no-layers", *row["verify"])
     result.update(verify_exit=vcode, verify_s=round(vsecs, 1))
-    rep_path = out / "report.json"
+    rep_path = out / "verify" / "report.json"
     if rep_path.is_file():
         rep = json.loads(rep_path.read_text())
         task = rep.get("task")
@@ -151,7 +165,10 @@ def measure(name: str, row: dict[str, Any], work: Path) -> dict[str, Any]:
         value = rep.get(task, {}).get(metric) if metric else None
         if value is None and task == "mask":  # per output
             value = min(o["mask_iou"] for o in rep["mask"]["outputs"].values())
+        outs = rep.get("outputs", {}).values()
         result.update(task=task, metric=metric, value=value, passed=rep.get("passed"),
+                      cosine=min((o["cosine"] for o in outs), default=None),
+                      sqnr_db=min((o["sqnr_db"] for o in outs), default=None),
                       failures=rep.get("failures", [])[:2])
     else:
         result["verify_error"] = vlast
@@ -164,8 +181,12 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = [head]
     yes = {True: "yes", False: "**no**", None: "-"}
     for r in results:
-        metric = f"{r.get('task')}: {r.get('metric')} {r['value']:.3f}" if r.get("value") is not None else \
-            (r.get("task") or r.get("error") or r.get("verify_error") or "-")
+        if r.get("value") is not None:
+            metric = f"{r['task']}: {r['metric']} {r['value']:.3f}"
+        elif r.get("cosine") is not None:
+            metric = f"{r['task']}: cosine {r['cosine']:.4f}, SQNR {r['sqnr_db']:.1f} dB"
+        else:
+            metric = r.get("error") or r.get("verify_error") or "-"
         verdict = {True: "PASSED", False: "FAILED", None: "-"}[r.get("passed")]
         lines.append(f"| {r['model']} | {r['kind']} | {r['convert_exit']} | {yes[r.get('full_integer')]} | "
                      f"{yes[r.get('xnnpack')]} | {yes[r.get('names_kept')]} | {', '.join(r.get('rewrites', [])) or '-'} | "
