@@ -12,36 +12,35 @@ import datetime
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..cluster import check_ray
-from ..config.inputs import InputSpec, InputTable
+from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
 from ..config.thresholds import check_outputs, check_simulation, resolve_thresholds
-from ..convert.qat import FLOAT_ONNX, SIMULATION_STEP
-from ..convert.record import Conversion, read_conversion
+from ..convert.qat import SIMULATION_STEP
+from ..convert.record import Conversion
 from ..convert.translate import translate
 from ..data.files import check_destination, dump_json, staging
 from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error, Int8Warning
 from ..progress import Progress
 from ..runtime import child
-from ..runtime.describe import describe
-from ..runtime.interpreter import probe
 from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.reference import declared_class_names
 from ..runtime.versions import versions
 from .detection import DetectionTask, read_coco
 from .diagnose import diagnose
 from .distributed import run_ladder_on_ray
-from .engines import EngineSpec, reference_spec, shared_output_names
+from .engines import EngineSpec
 from .html import render
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
+from .plan import Plan, make_plan
 from .qat_layers import simulation_layers
 from .tasks import OutputInfo, choose_task, label_for, onnx_outputs, read_class_names, read_labels
 
@@ -54,26 +53,6 @@ class VerifyResult:
     report: dict[str, Any]
     report_dir: Path | None
     failures: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Plan:
-    steps: list[EngineSpec]
-    skipped: list[dict[str, str]]
-    spec: PreprocessSpec
-    int8: Path
-    output_names: list[str] | None
-    conversion: Conversion | None
-    onnx: Path | None
-    notes: dict[str, str] = field(default_factory=dict)
-    qat: bool = False  # a quantization-aware conversion: its QDQ model is the reference to match
-    int8_outputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # name -> shape, from describe()
-    inputs: InputTable | None = None  # the conversion's inputs; None: one image input described by ``spec``
-
-    @property
-    def feeding(self) -> InputTable | PreprocessSpec:
-        """What readers, translate and the diagnosis take: the model's inputs, or the one image input's spec."""
-        return self.inputs if self.inputs is not None else self.spec
 
 
 def verify(target: str | Path | None = None, *, tflite: str | Path | None = None, reference: Any = None,
@@ -100,7 +79,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     if ray is not None:
         check_ray(ray)
     limits = resolve_thresholds(thresholds)
-    plan = _plan(target, tflite, reference, spec)
+    plan = make_plan(target, tflite, reference, spec)
     out_dir = Path(report_dir) if report_dir is not None else None
     if out_dir is not None:
         check_destination(out_dir, force)
@@ -167,13 +146,13 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     return VerifyResult(not failures, report, out_dir, failures)
 
 
-def _task_of(task: str, plan: _Plan) -> str:
+def _task_of(task: str, plan: Plan) -> str:
     """``auto`` follows the task the conversion was made for (convert --task), when it names one."""
     made_for = plan.conversion.report.get("task") if plan.conversion else None
     return made_for if task == "auto" and made_for in ("classify", "segment", "ctc", "mask") else task
 
 
-def _outputs_info(plan: _Plan) -> dict[str, OutputInfo]:
+def _outputs_info(plan: Plan) -> dict[str, OutputInfo]:
     """Each output's reference shape and producing op: from the ONNX model when there is one (the int8 file's
     shapes are channels-last and say nothing of softmax or sigmoid)."""
     onnx_path = plan.onnx or next((Path(s.source) for s in plan.steps if s.kind == "onnxruntime"), None)
@@ -200,104 +179,6 @@ def _class_names(class_names: Any, conversion: Conversion | None, reference: Any
     if isinstance(class_names, (list, tuple)):
         return [str(c) for c in class_names], source
     return read_class_names(class_names), f"{source}: {class_names}"
-
-
-def _plan(target: Any, tflite: Any, reference: Any, spec: PreprocessSpec | None) -> _Plan:
-    skipped: list[dict[str, str]] = []
-    steps: list[EngineSpec] = []
-    if target is not None:
-        conv = read_conversion(target)
-        int8 = Path(tflite) if tflite else conv.int8_path
-        inputs = _with_spec(conv.inputs, spec)
-        spec = spec or conv.spec
-        if conv.report.get("quantization_source") == "qat" and reference is None:
-            plan = _qat_plan(conv, int8, spec, inputs)
-        else:
-            plan = _folder_plan(conv, int8, reference, spec, inputs)
-    else:
-        if tflite is None or reference is None:
-            raise InputError("give a conversion output folder, or both a reference model and a .tflite to verify")
-        if spec is None:
-            raise InputError("verifying a .tflite against a reference needs the preprocessing spec (--preset/--spec)")
-        int8 = Path(tflite)
-        ref = reference_spec(reference)
-        steps.append(ref)
-        if not int8.is_file():
-            raise InputError(f"the int8 model {int8} does not exist")
-        plan = _Plan(steps, skipped, spec, int8, shared_output_names(ref, int8), None, None)
-    if not plan.int8.is_file():
-        raise InputError(f"the int8 model {plan.int8} does not exist")
-    for path in [plan.int8] + [Path(s.source) for s in plan.steps if s.kind == "tflite"]:
-        probe(path)  # a corrupt file fails here, in a child process, before any worker loads it
-    info = describe(plan.int8, trusted=True)
-    plan.int8_outputs = {o["name"]: tuple(o["shape"]) for o in info["outputs"]}
-    verdict = info["verdict"]
-    if verdict in ("float32", "float16"):
-        raise InputError(f"{plan.int8} is {verdict}, not an int8 model: nothing quantized to verify. Pass the "
-                         f"int8 file (`tflite-int8 inspect` tells which file is which)")
-    plan.steps.append(EngineSpec("tflite-int8", "tflite", str(plan.int8)))
-    if len(plan.steps) < 2:
-        raise InputError(f"nothing to compare {plan.int8} with: no float reference was found")
-    return plan
-
-
-def _with_spec(inputs: InputTable, spec: PreprocessSpec | None) -> InputTable:
-    """The conversion's inputs, the image input's preprocessing replaced by the one given (if any)."""
-    images = inputs.images
-    if spec is None or not images:
-        return inputs
-    if len(images) > 1:
-        raise InputError(f"the model has {len(images)} image inputs; one preprocessing spec cannot replace theirs")
-    spec = spec if spec.size is not None else spec.with_overrides(size=images[0].preprocess.size)
-    return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in inputs))
-
-
-def _folder_plan(conv: Conversion, int8: Path, reference: Any, spec: PreprocessSpec, inputs: InputTable) -> _Plan:
-    """A conversion folder: PyTorch (when reproducible) -> ONNX Runtime -> float32 TFLite -> the int8 file."""
-    skipped: list[dict[str, str]] = []
-    steps: list[EngineSpec] = []
-    src = conv.source
-    if reference is not None:
-        ref = reference_spec(reference)
-        steps.append(replace(ref, step="pytorch" if ref.kind == "pytorch" else "reference"))
-    elif conv.head.get("fix"):
-        skipped.append({"step": "pytorch", "reason": "the detector's head was split after export (boxes and "
-                        "scores apart, same math): the ONNX model is the reference"})
-    elif src.get("kind") == "pytorch" and ":" in str(src.get("model", "")):
-        weights = src.get("weights", {}).get("file")
-        steps.append(EngineSpec("pytorch", "pytorch", src["model"], weights))
-    else:
-        skipped.append({"step": "pytorch", "reason": "the conversion started from an ONNX file or an in-memory "
-                        "module: pass reference= (Python API) to include PyTorch"})
-    onnx: Path | None = conv.onnx_path
-    if onnx.is_file():
-        steps.append(EngineSpec("onnxruntime", "onnxruntime", str(onnx)))
-    else:
-        skipped.append({"step": "onnxruntime", "reason": f"{onnx} is missing"})
-        onnx = None
-    f32 = conv.variant_path("float32")
-    if f32 is not None and f32.is_file():
-        steps.append(EngineSpec("tflite-float32", "tflite", str(f32)))
-    return _Plan(steps, skipped, spec, int8, conv.output_names, conv, onnx, inputs=inputs)
-
-
-def _qat_plan(conv: Conversion, int8: Path, spec: PreprocessSpec, inputs: InputTable) -> _Plan:
-    """A QAT conversion: the float model (fake-quant removed) -> its QDQ simulation -> the int8 file."""
-    steps = []
-    for step, path in (("float", conv.out_dir / FLOAT_ONNX), (SIMULATION_STEP, conv.onnx_path)):
-        if not path.is_file():
-            what = "QAT simulation" if step == SIMULATION_STEP else "float reference"
-            raise InputError(f"{conv.out_dir} is a quantization-aware conversion but {path.name} is missing: it is "
-                             f"the {what} to verify against")
-        steps.append(EngineSpec(step, "onnxruntime", str(path)))
-    skipped = [{"step": "pytorch", "reason": "quantization-aware conversion: its QDQ model (model.onnx) is the "
-                "reference the int8 file must match, the float model without fake-quant (model_float.onnx) the "
-                "accuracy reference"},
-               {"step": "tflite-float32", "reason": "quantization-aware conversion: the float32 TFLite holds neither "
-                "reference (weights on the QAT grid, activations not rounded)"}]
-    plan = _Plan(steps, skipped, spec, int8, conv.output_names, conv, None, qat=True, inputs=inputs)
-    plan.notes[SIMULATION_STEP] = "ONNX Runtime on the QDQ model: the QAT model's own simulation"
-    return plan
 
 
 def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, reader: Any
@@ -327,7 +208,7 @@ def _hygiene(conversion: Conversion | None, spec: PreprocessSpec | InputTable, r
     return info, (c_reader if same_set else None)
 
 
-def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool, worker: child.Worker) -> Any:
+def _translate_if_needed(plan: Plan, reader: Any, work: Path, layers: bool, worker: child.Worker) -> Any:
     """Re-translate model.onnx (SavedModel for the diagnosis, float32 TFLite for the ladder) when useful."""
     has_f32 = any(s.step == "tflite-float32" for s in plan.steps)
     if plan.qat:
@@ -345,7 +226,7 @@ def _translate_if_needed(plan: _Plan, reader: Any, work: Path, layers: bool, wor
     return tr
 
 
-def _layers(enabled: bool, translated: Any, plan: _Plan, calib_reader: Any, reader: Any,
+def _layers(enabled: bool, translated: Any, plan: Plan, calib_reader: Any, reader: Any,
             progress: Any, worker: child.Worker) -> tuple[list[dict], str]:
     if not enabled:
         return [], "skipped (layers=False)"
@@ -383,7 +264,7 @@ def _labels_in_order(labels: Any, records: Sequence[dict]) -> list[int | None]:
     return seq
 
 
-def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: dict, layer_rows: list,
+def _report(plan: Plan, records: list[dict], task: Any, labels: list, limits: dict, layer_rows: list,
             layer_note: str, hygiene: dict, reader: Any, workers: int, views: int) -> dict[str, Any]:
     step_names = [s.step for s in plan.steps]
     per_step = summarize_steps(step_names[1:], records)
@@ -407,7 +288,7 @@ def _report(plan: _Plan, records: list[dict], task: Any, labels: list, limits: d
     return report
 
 
-def _sizes_latency(plan: _Plan) -> list[dict[str, Any]]:
+def _sizes_latency(plan: Plan) -> list[dict[str, Any]]:
     """Size and median latency of each TFLite step, timed interleaved (runtime.latency's fixed conditions)."""
     files = [Path(s.source) for s in plan.steps if s.kind == "tflite"]
     steps = [s.step for s in plan.steps if s.kind == "tflite"]
