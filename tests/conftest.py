@@ -218,6 +218,21 @@ def quadrant_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tflite_qat_model():
+    """tests.models.tflite_qat_tiny: trained here, fine-tuned with tflite_int8's TFLite-matched FX QAT setup."""
+    from tests.models import tflite_qat_tiny
+
+    return tflite_qat_tiny()
+
+
+@pytest.fixture(scope="session")
+def tflite_qat_conversion(tmp_path_factory: pytest.TempPathFactory, tflite_qat_model, quadrant_data):
+    """The TFLite-matched QAT model converted once with its own scales."""
+    out = tmp_path_factory.mktemp("conv") / "tflite_qat"
+    return convert(tflite_qat_model, out, spec=TINY_SPEC, data=quadrant_data["calib"])
+
+
+@pytest.fixture(scope="session")
 def qat_conversion(tmp_path_factory: pytest.TempPathFactory, qat_model, quadrant_data):
     """The QAT model converted once with its own scales."""
     out = tmp_path_factory.mktemp("conv") / "qat"

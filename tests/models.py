@@ -321,6 +321,52 @@ def qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
 qat_tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
 
 
+class TfliteQatNet(nn.Module):
+    """A small MobileNetV2-like classifier for FX-mode QAT: Conv-BN-ReLU6, a depthwise Conv-BN-ReLU6 whose filters
+    start with weights of one sign (half the channels all positive, half all negative), a pointwise Conv-BN, a
+    residual add, average pooling and a linear head."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.c1 = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU6())
+        self.pw = nn.Sequential(nn.Conv2d(8, 8, 1, bias=False), nn.BatchNorm2d(8))
+        self.pool = nn.AvgPool2d(4)
+        self.fc = nn.Linear(8 * 4 * 4, classes)
+        with torch.no_grad():
+            w = self.dw[0].weight
+            w.copy_(w.abs() * torch.tensor([1.0, -1.0] * 4).view(8, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.c1(x)
+        b = a + self.pw(self.dw(a))
+        return self.fc(torch.flatten(self.pool(b), 1))
+
+
+def tflite_qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
+    """TfliteQatNet trained here, then prepared with tflite_int8's TFLite-matched FX QAT setup
+    (tflite_int8.convert.qat_config.prepare_qat_fx) and fine-tuned; in eval mode, fake-quant attached."""
+    from tflite_int8.convert.qat_config import prepare_qat_fx
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    model = TfliteQatNet().train()
+    for steps, lr in ((float_steps, 1e-2), (qat_steps, 1e-3)):
+        if lr < 1e-2:
+            model = prepare_qat_fx(model, (quadrant_batch(1, gen)[0],))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            x, y = quadrant_batch(32, gen)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+tflite_qat_tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
 def qdq_onnx(path, stacked: bool = False):
     """A hand-built QDQ ONNX in ONNX Runtime's static-quantization layout: int8 weight initializers behind
     DequantizeLinear (per channel for the conv), uint8 activations through QuantizeLinear/DequantizeLinear.

@@ -12,6 +12,7 @@ import torch
 
 from tests.models import TINY_SPEC, qdq_onnx
 from tflite_int8 import AlreadyQuantizedError, Recipe, convert, verify
+from tflite_int8.convert.qat_config import RECOMMENDED
 from tflite_int8.convert.qdq import read_qdq, strip
 from tflite_int8.runtime.reference import run_onnx
 
@@ -46,6 +47,9 @@ def test_qat_module_keeps_its_learned_scales(qat_conversion, qat_model):
         assert differ == (int(listed.group(1)) if listed else 0), row
         if row["status"] != "exact":
             assert any(row["onnx"] in adj for adj in rep["adjustments"])
+    # PyTorch's default qconfig: its weight grids depart from TFLite's, and the remedy is said once
+    assert any(row["status"] != "exact" for row in rep["qat"]["weights"])
+    assert sum(RECOMMENDED in adj for adj in rep["adjustments"]) == 1
 
 
 def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data, tmp_path):
@@ -115,3 +119,68 @@ def test_stacked_fake_quant_is_refused(tmp_path):
     path = qdq_onnx(tmp_path / "stacked.onnx", stacked=True)
     with pytest.raises(AlreadyQuantizedError, match="fake-quantized again right away"):
         read_qdq(onnx.load(path), "stacked.onnx")
+
+
+TFLITE_LAYOUT = {"CONV_2D": (0, 2, 3, 1), "DEPTHWISE_CONV_2D": (1, 2, 3, 0), "FULLY_CONNECTED": (0, 1)}  # from torch's
+
+
+def _qat_integers(module) -> tuple[np.ndarray, np.ndarray]:
+    """The integers and scales of a QAT module's fake-quantized weight (a ConvBn's with its batch norm folded)."""
+    w = module.weight.detach()
+    if hasattr(module, "bn"):
+        bn = module.bn
+        w = w * (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, *[1] * (w.dim() - 1))
+    fq = module.weight_fake_quant
+    s = fq.scale.detach()
+    q = torch.fake_quantize_per_channel_affine(w, s, fq.zero_point, 0, fq.quant_min, fq.quant_max)
+    return torch.round(q / s.reshape(-1, *[1] * (w.dim() - 1))).numpy().astype(np.int64), s.numpy()
+
+
+def test_tflite_matched_qat_keeps_every_weight_and_scale(tflite_qat_conversion, tflite_qat_model):
+    from ai_edge_litert.interpreter import Interpreter
+
+    dw = tflite_qat_model.get_submodule("dw.0").weight.detach().flatten(1)
+    assert ((dw > 0).all(1) | (dw < 0).all(1)).sum() >= 4  # the premise: filters whose weights share one sign
+    rep = tflite_qat_conversion.report
+    assert [a for a in rep["adjustments"] if "fake-quant module(s) exported" not in a] == []  # nothing departs
+    q = rep["qat"]
+    assert q["activations_exact"] == q["activations_in_tflite"] >= 6 and not q["unmatched"] and not q["calibrated"]
+    interp = Interpreter(model_path=str(tflite_qat_conversion.int8_path))
+    interp.allocate_tensors()
+    details = {d["name"]: d for d in interp.get_tensor_details()}
+    assert sorted(w["op"] for w in q["weights"]) == ["CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
+    for row in q["weights"]:
+        assert row["status"] == "exact", row
+        ints, scales = _qat_integers(tflite_qat_model.get_submodule(row["onnx"].split("/")[1]))
+        d = details[row["tflite"]]
+        got = interp.get_tensor(d["index"]).astype(np.int64)
+        np.testing.assert_array_equal(got, ints.transpose(TFLITE_LAYOUT[row["op"]]))  # the QAT integers, as trained
+        np.testing.assert_array_equal(d["quantization_parameters"]["scales"], scales)
+        assert not d["quantization_parameters"]["zero_points"].any() and got.min() >= -127
+
+
+def test_tflite_matched_qat_follows_its_simulation(tflite_qat_conversion, quadrant_data):
+    res = verify(tflite_qat_conversion.out_dir, data=quadrant_data["verify"])
+    m = next(s for s in res.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]
+    assert m["within_1_step"] >= 0.99, m  # 96 samples x 4 logits against the QDQ model in ONNX Runtime
+    rows = res.report["qat_layers"]
+    assert len(rows) >= 6 and not [r for r in rows if r["departs"]], rows
+    assert res.passed, res.failures
+
+
+def test_tflite_qconfig_puts_one_sign_filters_on_the_symmetric_grid():
+    """PyTorch's default fused weight fake-quant gives a one-sign filter a zero point of -127/127; ours keeps 0."""
+    from torch.ao.quantization import get_default_qat_qconfig
+
+    from tflite_int8.convert.qat import qat_qconfig
+
+    w = torch.rand(4, 1, 3, 3) * torch.tensor([1.0, -1.0, 1.0, -1.0]).reshape(4, 1, 1, 1)
+    default = get_default_qat_qconfig("onednn").weight()
+    default(w)
+    assert default.zero_point.abs().min() == 127  # TFLite's int8 weights cannot hold these grids
+    ours = qat_qconfig().weight()
+    y = ours(w)
+    assert (ours.quant_min, ours.quant_max) == (-127, 127) and not ours.zero_point.any()
+    np.testing.assert_allclose(ours.scale.numpy(), w.abs().amax((1, 2, 3)).numpy() / 127, rtol=1e-6)
+    steps = (y / ours.scale.reshape(-1, 1, 1, 1)).round()
+    assert steps.abs().max() == 127

@@ -117,9 +117,11 @@ def verify_summary(result: Any) -> str:
         lines.append(line)
     departs = [r for r in rep.get("qat_layers", []) if r["departs"]]
     if "qat_layers" in rep:
-        first = f"; first to depart: {departs[0]['onnx']} ({departs[0]['within_1_step']:.1%})" if departs else ""
-        lines.append(f"int8 vs QAT simulation, tensor by tensor: {len(rep['qat_layers']) - len(departs)} of "
-                     f"{len(rep['qat_layers'])} within 1 step on >= 99% of values{first}")
+        first = (f"; first to depart: {departs[0]['onnx']} ({departs[0]['local_within_1_step']:.1%})"
+                 if departs else "")
+        lines.append(f"int8 vs QAT simulation, tensor by tensor (each op fed the int8 file's own inputs): "
+                     f"{len(rep['qat_layers']) - len(departs)} of {len(rep['qat_layers'])} within 1 step on >= 99% "
+                     f"of values{first}")
     lines += _dense_and_text(rep)
     worst = rep.get("layers", [])[:5]
     if worst:

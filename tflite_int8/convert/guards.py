@@ -111,13 +111,21 @@ def _frozen(fq: Any) -> Any:
             super().__init__()
             self.register_buffer("scale", fq.scale.detach().clone().float())
             self.register_buffer("zero_point", fq.zero_point.detach().clone().int())
-            self.qmin, self.qmax = int(fq.quant_min), int(fq.quant_max)
+            qmin, qmax = int(fq.quant_min), int(fq.quant_max)
+            self.qmin, self.qmax = _onnx_range(qmin, qmax)
             self.axis = int(fq.ch_axis) if fq.is_per_channel else None
             self.enabled = bool(fq.fake_quant_enabled[0])
+            self.bounds = None  # a range ONNX cannot say (e.g. TFLite's symmetric -127..127): clamp first
+            if (qmin, qmax) != (self.qmin, self.qmax):
+                self.bounds = tuple((q - self.zero_point.float()) * self.scale for q in (qmin, qmax))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if not self.enabled:
                 return x
+            if self.bounds is not None:
+                lo, hi = (b.reshape([-1 if d == self.axis else 1 for d in range(x.dim())]) if self.axis is not None
+                          else b.reshape(()) for b in self.bounds)
+                x = torch.minimum(torch.maximum(x, lo), hi)
             if self.axis is not None:
                 return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis, self.qmin,
                                                               self.qmax)
@@ -125,6 +133,14 @@ def _frozen(fq: Any) -> Any:
                                                          self.qmax)
 
     return FrozenFakeQuant()
+
+
+ONNX_RANGES = ((0, 127), (0, 255), (-128, 127))  # the fake-quant ranges torch.onnx.export can write
+
+
+def _onnx_range(qmin: int, qmax: int) -> tuple[int, int]:
+    """The smallest exportable range holding ``qmin..qmax`` (-127..127 -> -128..127, with a clamp before)."""
+    return next((r for r in ONNX_RANGES if r[0] <= qmin and qmax <= r[1]), (qmin, qmax))
 
 
 def fold_pruning(module: Any) -> tuple[Any, list[str]]:

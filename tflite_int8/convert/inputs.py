@@ -32,8 +32,8 @@ class Declared:
 
 def declared_inputs(model: Any, *, wanted: Sequence[str] = ()) -> list[Declared]:
     """The inputs of an ONNX ModelProto, or of an nn.Module's ``forward`` (required parameters, plus optional ones
-    named in ``wanted``)."""
-    if hasattr(model, "graph"):
+    named in ``wanted``).  (A torch.fx GraphModule has a ``graph`` too: an fx.Graph, not ONNX's.)"""
+    if hasattr(getattr(model, "graph", None), "initializer"):
         inits = {i.name for i in model.graph.initializer}
         out = []
         for i in model.graph.input:

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..config.inputs import InputTable
 from ..runtime.reference import onnx_feed
+from .qat_config import RECOMMENDED
 from .qat_weights import impose_weights, op_name, tensor_name
 from .qdq import QdqGraph, QRange
 
@@ -67,6 +68,7 @@ class QatPlan:
     order: Sequence[str]
     result: dict[str, Any] = field(default_factory=dict)
     adjustments: list[str] = field(default_factory=list)
+    off_scheme: list[str] = field(default_factory=list)  # what of the QAT setup departs from TFLite's int8 scheme
 
 
 def use_qat_params(converter: Any, plan: QatPlan) -> None:
@@ -137,17 +139,20 @@ def impose_ranges(calibrated: bytes, plan: QatPlan) -> tuple[bytes, dict[str, QR
                 f"QAT activation '{qr.tensor}': {qr.qmax - qr.qmin + 1}-level range ({qr.dtype} {qr.qmin}..{qr.qmax}, "
                 f"e.g. PyTorch's reduce_range) widened to TFLite's 256-level int8 grid at the same scale "
                 f"{qr.scale:.6g}: values up to {hi:.4g} are no longer clipped")
+            _off_scheme(plan, "7-bit (reduce_range) activation ranges")
     if absorbed:
+        _off_scheme(plan, "a fake-quant between an op and the ReLU/ReLU6 TFLite fuses into it")
         plan.adjustments.append(
             f"{len(absorbed)} fake-quant(s) sit between an op and its activation (ReLU/ReLU6), which TFLite fuses "
             f"into one int8 tensor: it takes the coarser of the two QAT scales, the one whose rounding dominates the "
             f"simulation (e.g. '{next(iter(absorbed))}' before '{next(iter(absorbed.values()))}'); the other "
             f"rounding is not in the int8 model")
-    if plan.qdq.back_to_back:
-        plan.adjustments.append(f"{len(plan.qdq.back_to_back)} tensor(s) fake-quantized twice in a row by the QAT "
-                                f"model (a requantization, e.g. around an identity op): TFLite rounds them once, to "
-                                f"the later range ({', '.join(plan.qdq.back_to_back[:3])})")
-        unmatched = [u for u in unmatched if u not in plan.qdq.back_to_back]
+    requantized = [t for t in plan.qdq.back_to_back if t not in plan.qdq.same_grid]  # same grid twice: a no-op
+    if requantized:
+        plan.adjustments.append(f"{len(requantized)} tensor(s) fake-quantized twice in a row by the QAT model on two "
+                                f"grids (a requantization, e.g. around an identity op): TFLite rounds them once, to "
+                                f"the later range ({', '.join(requantized[:3])})")
+    unmatched = [u for u in unmatched if u not in plan.qdq.back_to_back]
     if unmatched:
         plan.adjustments.append(f"{len(unmatched)} fake-quantized ONNX tensor(s) have no TFLite tensor (fused into "
                                 f"the next op by the translation, e.g. a conv output before its ReLU): their rounding "
@@ -288,9 +293,19 @@ def impose_params(quantized: bytes, tensors: dict[str, QRange], plan: QatPlan) -
             plan.adjustments.append(f"activation '{tensor_name(t)}' (QAT '{qr.tensor}'): TFLite holds scale "
                                     f"{got_s:.6g} / zero point {got_z} instead of the QAT {qr.scale:.6g} / "
                                     f"{qr.int8_zero_point} (the op that makes it requires its own output scale)")
+            _off_scheme(plan, "an output scale that TFLite's op fixes (e.g. 1/256 for a softmax or logistic)")
         rows.append({"tflite": tensor_name(t), "index": index, "onnx": qr.tensor, "qat_scale": qr.scale,
                      "qat_zero_point": qr.int8_zero_point, "scale": float(t.quantization.scale[0]),
                      "zero_point": int(t.quantization.zeroPoint[0]), "exact": bool(exact)})
     plan.result["activation_params"] = rows
     plan.result["weights"] = impose_weights(model, plan)
+    if plan.off_scheme:
+        plan.adjustments.append(f"the QAT model was trained with fake-quant that TFLite's int8 scheme cannot hold "
+                                f"({'; '.join(plan.off_scheme)}), so the int8 file departs from its simulation as "
+                                f"listed above. {RECOMMENDED}")
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _off_scheme(plan: QatPlan, what: str) -> None:
+    if what not in plan.off_scheme:
+        plan.off_scheme.append(what)

@@ -19,6 +19,7 @@ from .qdq import QWeight
 WEIGHT_OPS = {"CONV_2D": (0, 1, 2), "DEPTHWISE_CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
               "TRANSPOSE_CONV": (2, 1, 3)}  # op -> (input, weight, bias) positions
 INT8, INT32 = 9, 2  # TFLite TensorType
+OFF_GRID = "weight grids that are not symmetric int8 (zero point 0, -127..127, per output channel)"
 
 
 def impose_weights(model: Any, plan: Any) -> list[dict[str, Any]]:
@@ -47,6 +48,8 @@ def impose_weights(model: Any, plan: Any) -> list[dict[str, Any]]:
         row["status"] = status
         if status != "exact":
             plan.adjustments.append(f"weight '{qw.tensor}' ({row['op']} '{tensor_name(w_t)}'): {status}")
+            if OFF_GRID not in plan.off_scheme:
+                plan.off_scheme.append(OFF_GRID)
         rows.append(row)
     matched = {r.get("onnx") for r in rows}
     for name in plan.qdq.weights:

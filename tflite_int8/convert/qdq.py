@@ -95,6 +95,7 @@ class QdqGraph:
     weights: dict[str, QWeight]
     pairs: int  # fake-quant pairs found
     back_to_back: list[str] = field(default_factory=list)  # fake-quantized again right away (requantized)
+    same_grid: list[str] = field(default_factory=list)  # of those, again on the same grid: a no-op (e.g. a dropout)
 
     @property
     def is_qat(self) -> bool:
@@ -114,6 +115,7 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
     weights: dict[str, QWeight] = {}
     pairs = 0
     back_to_back: list[str] = []
+    same_grid: list[str] = []
 
     def value(name: str) -> np.ndarray | None:
         if name in inits:
@@ -137,10 +139,13 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
         elif node.op_type == "QuantizeLinear":
             pairs += 1
             chain, dq = _chain(node, users, source)
-            if any(n.op_type == "QuantizeLinear" for n in users.get(dq.output[0], [])):
-                back_to_back.append(dq.output[0])
-            w = value(node.input[0])
             scale, zp, kind = _qparams(node, value, source)
+            again = [n for n in users.get(dq.output[0], []) if n.op_type == "QuantizeLinear"]
+            if again:
+                back_to_back.append(dq.output[0])
+                if all(_same_grid((scale, zp), _qparams(n, value, source)[:2]) for n in again) and not chain:
+                    same_grid.append(dq.output[0])
+            w = value(node.input[0])
             if w is not None:
                 axis = _axis(node, w.ndim, scale)
                 weights[dq.output[0]] = QWeight(dq.output[0], _quantize(w, scale, zp, kind, axis), _flat(scale, axis),
@@ -158,7 +163,7 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
             activations[dq.output[0]] = QRange(dq.output[0], float(scale.reshape(())), int(zp.reshape(())), kind[0],
                                                lo, hi)
     _check_not_stacked(back_to_back, activations, source)
-    return QdqGraph(activations, weights, pairs, back_to_back)
+    return QdqGraph(activations, weights, pairs, back_to_back, same_grid)
 
 
 def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
@@ -253,6 +258,10 @@ def _qparams(node: Any, value: Any, source: str) -> tuple[np.ndarray, np.ndarray
                                  f"8-bit fake-quant (int8/uint8) only", ops=[node.op_type], stage="export")
     kind = INT_RANGES.get(dtype, ("int32", -2**31, 2**31 - 1))
     return scale.astype(np.float32), zp.astype(np.int64), kind
+
+
+def _same_grid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> bool:
+    return a[0].shape == b[0].shape and bool(np.all(a[0] == b[0])) and bool(np.all(a[1] == b[1]))
 
 
 def _axis(node: Any, rank: int, scale: np.ndarray) -> int | None:

@@ -217,12 +217,17 @@ def _boxes_png(source: str | None, report: dict, float_boxes: list, int8_boxes: 
 
 def _qat_layers(report: dict) -> str:
     """A QAT conversion: every fake-quantized tensor of the int8 file against the model's own simulation."""
-    rows = [[_e(r["onnx"][:80]), _e(r["tflite"][-60:]), f"{r['exact']:.2%}", f"{r['within_1_step']:.2%}",
-             _f(r["max_steps"], 0), "departs" if r["departs"] else ""] for r in report["qat_layers"]]
+    rows = [[_e(r["onnx"][:80]), _e(r["tflite"][-60:]), f"{r['local_exact']:.2%}", f"{r['local_within_1_step']:.2%}",
+             f"{r['exact']:.2%}", f"{r['within_1_step']:.2%}", _f(r["max_steps"], 0), "departs" if r["departs"] else ""]
+            for r in report["qat_layers"]]
     return ("<h2>Int8 file vs its QAT simulation, tensor by tensor</h2><p>Each fake-quantized tensor read from the "
             "QDQ model (ONNX Runtime) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
-            "in graph order: the first that departs is where the integer kernels and the simulation part.</p>" +
-            _table(["ONNX tensor", "TFLite tensor", "equal", "within 1 step", "largest gap (steps)", ""], rows))
+            "in graph order. <b>Locally</b>: the simulation's op fed the int8 file's own input tensors — a tensor "
+            "that departs here is where a parameter or a kernel's rounding differs. <b>End to end</b>: the "
+            "simulation run from the input on its own — one-step rounding differences (int32 bias, fixed-point "
+            "requantization) carried and grown through the layers.</p>" +
+            _table(["ONNX tensor", "TFLite tensor", "locally equal", "locally within 1 step", "end to end equal",
+                    "end to end within 1 step", "largest gap (steps)", ""], rows))
 
 
 def _layers(report: dict) -> str:
