@@ -4,7 +4,7 @@ No labelled ImageNet images can be had offline, so the labels are the float mode
 fine-tuned with torch.ao FX-mode QAT by distillation from the float model (KL divergence to its soft outputs,
 the teacher's outputs computed once and cached) on random views of the even half of the bundled photos plus
 three skimage photos that are not bundled (colorwheel, logo, horse); the odd half stays held out.  The QAT
-setup is tflite_int8's TFLite-matched one (``tflite_int8.convert.qat.prepare_qat_fx``: symmetric per-channel
+setup is tflite_int8's TFLite-matched one (``tflite_int8.prepare_qat_fx``: symmetric per-channel
 int8 weights on -127..127 with zero point 0, 256-level activations, one fake-quant after each ReLU6 that
 TFLite fuses into its conv); ``--setup pytorch`` trains with PyTorch's default ``onednn`` QAT mapping instead,
 for comparison.  The observers are first run on a few batches (no gradient), then train with the weights
@@ -56,11 +56,11 @@ def prepared_mobilenet_v2(example: Any, setup: str = "tflite") -> Any:
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    from tflite_int8.convert import qat
+    from tflite_int8 import prepare_qat_fx as tflite_prepare_qat_fx
     from tflite_int8.zoo.models import mobilenet_v2
 
     if setup == "tflite":
-        model = qat.prepare_qat_fx(mobilenet_v2().train(), (example,))
+        model = tflite_prepare_qat_fx(mobilenet_v2().train(), (example,))
     else:
         model = prepare_qat_fx(mobilenet_v2().train(), get_default_qat_qconfig_mapping("onednn"), (example,))
     return model.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)  # a few photos: keep ImageNet's BN statistics

@@ -296,9 +296,10 @@ def quadrant_batch(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Te
     return x, y
 
 
-def qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
-    """QatNet trained here on generated data, then fine-tuned with torch.ao QAT (fused Conv-BN-ReLU, onednn
-    qconfig: uint8 activations, per-channel int8 weights); returned in eval mode with its fake-quant modules."""
+def qat_tiny(float_steps: int = 40, qat_steps: int = 30, qconfig=None) -> nn.Module:
+    """QatNet trained here on generated data, then fine-tuned with eager-mode torch.ao QAT (fused Conv-BN-ReLU;
+    ``qconfig``: PyTorch's onednn one by default, uint8 activations, per-channel int8 weights); returned in eval
+    mode with its fake-quant modules."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     model = QatNet().train()
@@ -306,7 +307,7 @@ def qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
         if lr < 1e-2:
             torch.ao.quantization.fuse_modules_qat(model, [["c1", "b1", "r1"], ["c2", "b2", "r2"], ["c3", "b3", "r3"]],
                                                    inplace=True)
-            model.qconfig = torch.ao.quantization.get_default_qat_qconfig("onednn")
+            model.qconfig = qconfig or torch.ao.quantization.get_default_qat_qconfig("onednn")
             torch.ao.quantization.prepare_qat(model, inplace=True)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         for _ in range(steps):
@@ -345,8 +346,8 @@ class TfliteQatNet(nn.Module):
 
 def tflite_qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
     """TfliteQatNet trained here, then prepared with tflite_int8's TFLite-matched FX QAT setup
-    (tflite_int8.convert.qat_config.prepare_qat_fx) and fine-tuned; in eval mode, fake-quant attached."""
-    from tflite_int8.convert.qat_config import prepare_qat_fx
+    (tflite_int8.prepare_qat_fx) and fine-tuned; in eval mode, fake-quant attached."""
+    from tflite_int8 import prepare_qat_fx
 
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .config.preprocess import PreprocessSpec, load_spec, preset
 from .config.recipe import Recipe
 from .convert.pipeline import ConversionResult, convert
+from .convert.qat_config import prepare_qat_fx, qat_backend_config, qat_qconfig, qat_qconfig_mapping
 from .convert.record import load_conversion
 from .data.readers import ArrayReader, DataReader, ImageReader, Sample, open_reader
 from .errors import (AlreadyQuantizedError, ConversionError, InputError, Int8Error, Int8Warning, ParityError,
@@ -21,5 +22,6 @@ __all__ = [
     "AlreadyQuantizedError", "ArrayReader", "ConversionError", "ConversionResult", "DataReader", "ImageReader",
     "InputError", "Int8Error", "Int8Warning", "ParityError", "PreprocessSpec", "Recipe", "Runner", "Sample",
     "TensorInfo", "UnsupportedOpError", "__version__", "convert", "load_conversion", "load_spec", "open_reader",
-    "preset", "read_io", "verify", "VerifyResult",
+    "prepare_qat_fx", "preset", "qat_backend_config", "qat_qconfig", "qat_qconfig_mapping", "read_io", "verify",
+    "VerifyResult",
 ]

@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from tests.models import TINY_SPEC, qdq_onnx
+from tests.models import TINY_SPEC, qat_tiny, qdq_onnx
 from tflite_int8 import AlreadyQuantizedError, Recipe, convert, verify
 from tflite_int8.convert.qat_config import RECOMMENDED
 from tflite_int8.convert.qdq import read_qdq, strip
@@ -172,7 +172,7 @@ def test_tflite_qconfig_puts_one_sign_filters_on_the_symmetric_grid():
     """PyTorch's default fused weight fake-quant gives a one-sign filter a zero point of -127/127; ours keeps 0."""
     from torch.ao.quantization import get_default_qat_qconfig
 
-    from tflite_int8.convert.qat import qat_qconfig
+    from tflite_int8 import qat_qconfig
 
     w = torch.rand(4, 1, 3, 3) * torch.tensor([1.0, -1.0, 1.0, -1.0]).reshape(4, 1, 1, 1)
     default = get_default_qat_qconfig("onednn").weight()
@@ -184,3 +184,16 @@ def test_tflite_qconfig_puts_one_sign_filters_on_the_symmetric_grid():
     np.testing.assert_allclose(ours.scale.numpy(), w.abs().amax((1, 2, 3)).numpy() / 127, rtol=1e-6)
     steps = (y / ours.scale.reshape(-1, 1, 1, 1)).round()
     assert steps.abs().max() == 127
+
+
+def test_eager_qat_with_the_public_qconfig_keeps_every_weight(quadrant_data, tmp_path):
+    """Eager mode: ``model.qconfig = tflite_int8.qat_qconfig()`` — the same net whose onednn weights TFLite re-grids
+    (test_qat_module_keeps_its_learned_scales) now keeps every weight integer and scale."""
+    from tflite_int8 import qat_qconfig
+
+    res = convert(qat_tiny(qconfig=qat_qconfig()), tmp_path / "out", spec=TINY_SPEC, data=quadrant_data["calib"])
+    q = res.report["qat"]
+    assert q["weights_exact"] == q["weights_in_tflite"] == 4, q["weights"]
+    assert not [a for a in res.report["adjustments"] if "weight" in a or RECOMMENDED in a]
+    m = verify(res.out_dir, data=quadrant_data["verify"])
+    assert next(s for s in m.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]["within_1_step"] >= 0.99

@@ -6,9 +6,8 @@ model's simulation, the reference the int8 file must match.  :func:`prepare` wri
 accuracy story) and, in the work folder, the graph that is translated (fake-quant removed, weights on
 their grid) with the :class:`~.qat_params.QatPlan` the converter follows.  :func:`check_recipe`
 refuses settings that would re-calibrate a QAT model; :func:`simulation_check` measures the int8 file
-against the simulation in output steps.  The TFLite-matched training setup for PyTorch
-(:func:`prepare_qat_fx`, :func:`qconfig_mapping`, :func:`backend_config`, :func:`qat_qconfig`) is
-:mod:`.qat_config`'s, re-exported here.
+against the simulation in output steps.  The TFLite-matched training setup for PyTorch is
+:mod:`.qat_config`'s (public as ``tflite_int8.prepare_qat_fx`` and ``tflite_int8.qat_qconfig_mapping``).
 """
 from __future__ import annotations
 
@@ -27,12 +26,8 @@ from ..runtime.adapter import Runner
 from ..runtime.metrics import align_layout, step_agreement
 from ..runtime.reference import run_onnx
 from .converter import converter_order
-from .qat_config import backend_config, prepare_qat_fx, qat_qconfig, qconfig_mapping
 from .qat_params import QatPlan
 from .qdq import read_qdq, strip
-
-__all__ = ["backend_config", "check_recipe", "prepare", "prepare_qat_fx", "qat_qconfig", "qconfig_mapping", "section",
-           "simulation_check"]  # the training setup (:mod:`.qat_config`) is re-exported: one place for QAT
 
 FLOAT_ONNX = "model_float.onnx"
 SIMULATION_STEP = "qat-simulation"

@@ -12,12 +12,12 @@ TFLite's int8 scheme (the converter's and the kernels' rules) and what this modu
   TFLite's int8 with zero point ``zp - 128``; never PyTorch's 7-bit ``reduce_range``).
 * **an activation fused into the op before it** (conv / linear / add followed by ReLU6, ReLU): TFLite
   computes the op and clamps in one kernel and stores one int8 tensor, the activation's output.  FX mode
-  (:func:`backend_config`) observes ``op -> ReLU6`` as one pattern, so the only fake-quant is after the
+  (:func:`qat_backend_config`) observes ``op -> ReLU6`` as one pattern, so the only fake-quant is after the
   ReLU6 (PyTorch's default shares one range between the op's output and the ReLU6's, and half its levels
   go to negative values the ReLU6 removes).  Eager mode: give the conv a ``qat_qconfig(output=False)``.
 * **ops whose output scale TFLite fixes** (LOGISTIC, SOFTMAX: ``1/256``, zero point -128; TANH: ``1/128``,
   0): PyTorch's fixed-qparams fake-quants for sigmoid/softmax/tanh (``quint8`` ``1/256``, 0 and ``2/256``,
-  128) are the same grids, and :func:`qconfig_mapping` keeps them.
+  128) are the same grids, and :func:`qat_qconfig_mapping` keeps them.
 * **ops whose output shares its input's scale** (max/average pooling, mean, reshape, transpose, padding,
   concatenation, nearest resize): PyTorch FX shares one fake-quant between input and output, as TFLite does.
 
@@ -25,20 +25,23 @@ What remains is numerical, not a parameter: TFLite rounds the int32 bias to ``in
 and requantizes with fixed-point multipliers, so a value on a rounding tie can land one step away from the
 float simulation (``verify``'s ``qat_layers`` shows where).
 
+Public as ``tflite_int8.prepare_qat_fx``, ``qat_qconfig_mapping``, ``qat_backend_config``, ``qat_qconfig``.
 Use (FX mode)::
 
-    from tflite_int8.convert.qat_config import prepare_qat_fx
-    model = prepare_qat_fx(float_model.train(), (example,))   # then fine-tune, then tflite_int8.convert(model, ...)
+    import tflite_int8 as ti
+    model = ti.prepare_qat_fx(float_model.train(), (example,))   # then fine-tune, then ti.convert(model, ...)
+    # or: torch.ao.quantization.quantize_fx.prepare_qat_fx(model, ti.qat_qconfig_mapping(), (example,),
+    #                                                      backend_config=ti.qat_backend_config())
 
-or eager mode: ``model.qconfig = qat_qconfig()`` then ``torch.ao.quantization.prepare_qat(model)``.
+or eager mode: ``model.qconfig = ti.qat_qconfig()`` then ``torch.ao.quantization.prepare_qat(model)``.
 """
 from __future__ import annotations
 
 from typing import Any
 
 RECOMMENDED = ("To keep every learned parameter, train with tflite_int8's TFLite-matched QAT setup: FX mode "
-               "tflite_int8.convert.qat.prepare_qat_fx(model, example_inputs) (or qconfig_mapping() with "
-               "backend_config()), eager mode qconfig tflite_int8.convert.qat.qat_qconfig()")
+               "tflite_int8.prepare_qat_fx(model, example_inputs) (or tflite_int8.qat_qconfig_mapping() with "
+               "backend_config=tflite_int8.qat_backend_config()), eager mode qconfig tflite_int8.qat_qconfig()")
 WEIGHT_RANGE = (-127, 127)  # TFLite int8 weights: symmetric, zero point 0
 ACTIVATION_RANGE = (0, 255)  # quint8: TFLite int8 with zero point - 128
 
@@ -74,7 +77,7 @@ def qat_qconfig(output: bool = True) -> Any:
     return QConfig(activation=activation_fake_quant() if output else torch.nn.Identity, weight=weight_fake_quant())
 
 
-def qconfig_mapping() -> Any:
+def qat_qconfig_mapping() -> Any:
     """FX mode: PyTorch's QAT mapping with every op on :func:`qat_qconfig`, except its fixed-qparams fake-quants
     (sigmoid, softmax, tanh: TFLite's own grids) and input-sharing ops (reshape), which it keeps, and transposed
     convolutions, whose weights get one symmetric scale (PyTorch's per-channel axis 0 is their input axis)."""
@@ -98,7 +101,7 @@ def qconfig_mapping() -> Any:
     return mapping
 
 
-def backend_config() -> Any:
+def qat_backend_config() -> Any:
     """FX mode: PyTorch's native backend config (its default) plus ``op -> ReLU6`` patterns (conv, conv-bn, linear, add) observed
     as one op, so the only fake-quant is after the ReLU6 (TFLite's fused activation)."""
     import operator
@@ -122,8 +125,8 @@ def backend_config() -> Any:
 
 
 def prepare_qat_fx(model: Any, example_inputs: tuple[Any, ...]) -> Any:
-    """``torch.ao.quantization.quantize_fx.prepare_qat_fx`` with :func:`qconfig_mapping` and
-    :func:`backend_config`: ``model`` (train mode) ready to fine-tune, every fake-quant on TFLite's grids."""
+    """``torch.ao.quantization.quantize_fx.prepare_qat_fx`` with :func:`qat_qconfig_mapping` and
+    :func:`qat_backend_config`: ``model`` (train mode) ready to fine-tune, every fake-quant on TFLite's grids."""
     from torch.ao.quantization.quantize_fx import prepare_qat_fx as prepare
 
-    return prepare(model, qconfig_mapping(), example_inputs, backend_config=backend_config())
+    return prepare(model, qat_qconfig_mapping(), example_inputs, backend_config=qat_backend_config())
