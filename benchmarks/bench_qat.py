@@ -22,6 +22,7 @@ scales (``quantization_source: qat``), whose int8 file is also checked against i
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -119,6 +120,9 @@ def train_qat(train_photos: list[Path], steps: int = STEPS, seed: int = 0, cache
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if (step + 1) % 20 == 0 or step + 1 == steps:  # progress on long work (minutes on a CPU)
+            print(f"QAT step {step + 1}/{steps}: loss {np.mean(losses[-20:]):.4f}, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t0
     info = {"setup": setup, "steps": steps, "batch": BATCH, "lr": LR, "observer_batches": OBSERVER_BATCHES,
             "pool": len(pool), "teacher_seconds": round(teacher_seconds, 1), "train_seconds": round(seconds, 1),
