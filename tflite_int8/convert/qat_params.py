@@ -38,6 +38,7 @@ import numpy as np
 
 from ..config.inputs import InputTable
 from ..runtime.reference import onnx_feed
+from .calibration_hook import edit_calibrated
 from .qat_config import RECOMMENDED
 from .qat_weights import impose_weights, op_name, tensor_name
 from .qdq import QdqGraph, QRange
@@ -73,31 +74,8 @@ class QatPlan:
 
 def use_qat_params(converter: Any, plan: QatPlan) -> None:
     """Make ``converter`` quantize with the QAT model's own activation ranges and weight grids."""
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    calibrate = converter._quantize
-
-    def _quantize(result: Any, input_type: Any, output_type: Any, activations_type: Any, bias_type: Any,
-                  allow_float: Any, enable_variable_quantization: Any, debug_options: Any) -> bytes:
-        wants_calibrated = converter._experimental_calibrate_only
-        converter._experimental_calibrate_only = True
-        try:
-            calibrated = calibrate(result, input_type, output_type, activations_type, bias_type, allow_float,
-                                   enable_variable_quantization, debug_options)
-        finally:
-            converter._experimental_calibrate_only = wants_calibrated
-        ranged, assigned = impose_ranges(calibrated, plan)
-        if wants_calibrated:
-            return ranged
-        quantized = mlir_quantize(  # the call the converter makes after calibrating (lite.py, _quantize)
-            ranged, converter._experimental_disable_per_channel, input_data_type=input_type,
-            output_data_type=output_type, enable_variable_quantization=enable_variable_quantization,
-            disable_per_channel_for_dense_layers=(
-                converter._experimental_disable_per_channel_quantization_for_dense_layers),
-            debug_options_str=debug_options.SerializeToString())
-        return impose_params(quantized, assigned, plan)
-
-    converter._quantize = _quantize
+    edit_calibrated(converter, lambda calibrated: impose_ranges(calibrated, plan),
+                    lambda quantized, assigned: impose_params(quantized, assigned, plan))
 
 
 # ---------------------------------------------------------------- activations: ranges before quantizing

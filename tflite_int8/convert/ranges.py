@@ -16,36 +16,15 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from .calibration_hook import edit_calibrated
+
 BINS = 2048
 FRACTIONS = np.linspace(0.3, 1.0, 36)  # candidate ends, as fractions of the observed min / max
 
 
 def use_mse_ranges(converter: Any, dataset: Callable[[], Iterable[list[np.ndarray]]]) -> None:
     """Make ``converter`` quantize from MSE-optimal activation ranges measured on ``dataset``."""
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    calibrate = converter._quantize
-
-    def _quantize(result: Any, input_type: Any, output_type: Any, activations_type: Any, bias_type: Any,
-                  allow_float: Any, enable_variable_quantization: Any, debug_options: Any) -> bytes:
-        wants_calibrated = converter._experimental_calibrate_only  # TF's quantization debugger quantizes itself
-        converter._experimental_calibrate_only = True
-        try:
-            calibrated = calibrate(result, input_type, output_type, activations_type, bias_type, allow_float,
-                                   enable_variable_quantization, debug_options)
-        finally:
-            converter._experimental_calibrate_only = wants_calibrated
-        if wants_calibrated:
-            return mse_ranges(calibrated, dataset)
-        # the same call the converter makes after calibrating (tensorflow/lite/python/lite.py, _quantize)
-        return mlir_quantize(
-            mse_ranges(calibrated, dataset), converter._experimental_disable_per_channel,
-            input_data_type=input_type, output_data_type=output_type,
-            enable_variable_quantization=enable_variable_quantization,
-            disable_per_channel_for_dense_layers=converter._experimental_disable_per_channel_quantization_for_dense_layers,
-            debug_options_str=debug_options.SerializeToString())
-
-    converter._quantize = _quantize
+    edit_calibrated(converter, lambda calibrated: (mse_ranges(calibrated, dataset), None))
 
 
 def mse_ranges(calibrated: bytes, dataset: Callable[[], Iterable[list[np.ndarray]]]) -> bytes:
