@@ -13,10 +13,13 @@ verified against the original weights (the baseline's exported ONNX), so what th
 4. ``weight-rounding``: every Conv/Gemm weight rounded on TFLite's own int8 grid to minimise the layer's
    output error on calibration data (GPTQ, :mod:`.weight_rounding`), then each bias corrected layer by layer
    for the mean shift left, with MSE ranges: still full-integer int8;
-5. ``int16x8``: 16-bit activations, 8-bit weights (those of ``weight-rounding``) for the whole model:
+5. ``adaround``: every Conv/Gemm weight rounded on the int8 grid block by block so that each block, fed by the
+   already rounded model with int8 activations and quantizing its own activations as TFLite will, gives the float
+   block's output (AdaRound + QDrop, :mod:`.adaround`), with MSE ranges: still full-integer int8;
+6. ``int16x8``: 16-bit activations, 8-bit weights (those of ``weight-rounding``) for the whole model:
    integer-only, but int16 I/O and no XNNPACK kernels: tens of times slower (MobileNetV2: about 50x), so over
    the default latency budget;
-6. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
+7. ``float-fallback`` (only with ``allow_float_ops``): the worst layers of the per-layer diagnosis kept in
    float inside the int8 model: **not** full-integer, and named so.
 
 Every attempt is timed against the baseline int8 file in the same process (1 thread, XNNPACK, median of
@@ -55,6 +58,7 @@ from ..runtime import child
 from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.reference import declared_class_names
 from ..verify.core import verify
+from .adaround import adaround
 from .bias_correction import bias_correct
 from .concurrent import attempts_in_order
 from .weight_rounding import round_weights
@@ -185,6 +189,15 @@ def _weight_rounding(ctx: Context) -> Attempt:
                    _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
 
 
+def _adaround(ctx: Context) -> Attempt:
+    rounded = ctx.stage / "weights_adarounded.onnx"
+    info = adaround(ctx.original_onnx, rounded, ctx.samples(), progress=ctx.progress)
+    return Attempt(f"AdaRound block by block with int8 activations (QDrop) on the int8 grid: {info['layers']} layers "
+                   f"in {info['blocks']} blocks, {info['iterations']} steps each "
+                   f"({info['weights_rounded_the_other_way']} weights rounded away from nearest), MSE ranges",
+                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+
+
 def _int16x8(ctx: Context) -> Attempt:
     rounded = ctx.stage / "weights_rounded.onnx"
     if not rounded.is_file():  # weight-rounding failed before writing it
@@ -246,6 +259,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     Strategy("calibration", _calibration),
     Strategy("bias-correction", _bias_correction),
     Strategy("weight-rounding", _weight_rounding),
+    Strategy("adaround", _adaround),
     Strategy("int16x8", _int16x8),
     Strategy("float-fallback", _float_fallback, needs_consent=True),
 )

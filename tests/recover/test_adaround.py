@@ -1,0 +1,94 @@
+"""Activation-aware rounding (AdaRound + QDrop, block by block): the int8 file stores exactly the integers it chose,
+with the converter's own per-channel scales, and the int8 model's error drops against nearest rounding."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.models import TINY_SPEC
+from tflite_int8 import Recipe, convert
+from tflite_int8.data.images import list_images
+from tflite_int8.data.readers import open_reader
+from tflite_int8.recover.adaround import adaround
+from tflite_int8.recover.onnx_torch import TorchGraph
+from tflite_int8.runtime.adapter import Runner
+from tflite_int8.runtime.reference import run_onnx
+
+MSE = Recipe(ranges="mse")
+LAYOUTS = {4: [(0, 2, 3, 1), (1, 2, 3, 0)], 2: [(0, 1)]}  # ONNX -> TFLite: conv OHWI, depthwise 1HWO; FC as is
+
+
+def _samples(photos, which, views, seed=0):
+    files = list_images(photos).paths[which]
+    return [s.x for s in open_reader(files, TINY_SPEC, views=views, seed=seed, warn_few=False)]
+
+
+@pytest.fixture(scope="module")
+def rounded(tmp_path_factory, tiny_conversion, photos):
+    folder = tmp_path_factory.mktemp("adaround")
+    info = adaround(tiny_conversion.out_dir / "model.onnx", folder / "rounded.onnx",
+                    _samples(photos, slice(0, None, 2), 4), iterations=150)
+    return folder, info
+
+
+def _tflite_weights(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    out = []
+    for d in interp.get_tensor_details():
+        qp = d["quantization_parameters"]
+        if d["dtype"] == np.int8 and len(qp["scales"]) > 1:
+            try:
+                out.append((interp.get_tensor(d["index"]), qp["scales"]))
+            except ValueError:  # not a constant
+                continue
+    return out
+
+
+def test_the_int8_file_stores_exactly_our_integers_with_the_converters_scales(rounded, tiny_conversion, photos):
+    folder, info = rounded
+    model = onnx.load(str(folder / "rounded.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = [inits[n.input[1]] for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert info["layers"] == len(weights) == 4 and info["weights_rounded_the_other_way"] > 0
+    conv = convert(folder / "rounded.onnx", folder / "out", spec=TINY_SPEC, data=photos, views=2, recipe=MSE)
+    stored = _tflite_weights(conv.int8_path)
+    for w in weights:
+        scale = np.abs(w.reshape(w.shape[0], -1)).max(1) / 127.0
+        ints = w / scale.reshape(-1, *[1] * (w.ndim - 1))
+        assert np.allclose(ints, np.rint(ints), rtol=0, atol=1e-3)  # on the grid
+        ints = np.rint(ints).astype(np.int8)
+        matches = [(q, s) for q, s in stored for perm in LAYOUTS[w.ndim]
+                   if q.shape == ints.transpose(perm).shape and np.array_equal(q, ints.transpose(perm))]
+        assert len(matches) == 1, w.shape  # the converter did not re-round a single weight
+        assert np.allclose(matches[0][1], scale, rtol=1e-6, atol=0)  # and derived the same scales
+
+
+def test_it_lowers_the_int8_error_against_nearest_rounding(rounded, tiny_conversion, photos):
+    folder, _ = rounded
+    held_out = _samples(photos, slice(1, None, 2), 4, seed=1)
+    ref = np.concatenate([r[0] for r in run_onnx(tiny_conversion.out_dir / "model.onnx", held_out)])
+    errors = {}
+    for name, src in (("nearest", tiny_conversion.out_dir / "model.onnx"), ("adaround", folder / "rounded.onnx")):
+        out = folder / "out" if name == "adaround" and (folder / "out").exists() else folder / f"conv_{name}"
+        if not out.exists():
+            convert(src, out, spec=TINY_SPEC, data=photos, views=2, recipe=MSE)
+        runner = Runner(out / "model_int8.tflite", TINY_SPEC, trusted=True)
+        got = np.concatenate([next(iter(runner(x).values())) for x in held_out])
+        errors[name] = float(np.square(got - ref).mean())
+    assert errors["adaround"] < 0.9 * errors["nearest"], errors
+
+
+def test_the_torch_graph_refuses_unknown_ops_by_name(tmp_path):
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Celu", ["x"], ["y"])], "g", [x], [y])
+    from tflite_int8.errors import InputError
+
+    with pytest.raises(InputError, match="Celu"):
+        TorchGraph(helper.make_model(graph), "celu.onnx")
