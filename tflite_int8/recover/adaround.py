@@ -20,6 +20,7 @@ measures the ranges on the rounded model, as assumed here.  Entry: :func:`adarou
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress
+from ..runtime.reference import onnx_feed
 from .onnx_layers import attribute, weighted_layers
 from .onnx_torch import TorchGraph
 
@@ -58,33 +60,34 @@ class Point:
         return cls(scale, int(np.clip(np.round(-128 - lo / scale), -128, 127)))
 
 
-def adaround(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[np.ndarray], *,
+def adaround(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[Any], *,
              iterations: int = ITERATIONS, seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
     """Write a copy of ``onnx_in`` whose Conv/Gemm weights are rounded block by block for the int8 model's
-    activations (see the module docstring); returns a summary."""
+    activations (see the module docstring); ``samples``: arrays, or {input name: array}; returns a summary."""
     import onnx
     import torch
     from onnx import numpy_helper
 
     if not samples:
         raise InputError("activation-aware rounding needs at least one calibration sample")
+    t = time.perf_counter()
     model = onnx.load(str(onnx_in))
     graph = TorchGraph(model, str(onnx_in))
     graph.check(model, samples[:2])
     layers = {n.output[0]: n for n in weighted_layers(model)}
-    x = torch.from_numpy(np.concatenate([np.asarray(s, np.float32) for s in samples]))
+    xf = {name: torch.from_numpy(np.concatenate([onnx_feed(graph.inputs, s)[name] for s in samples]))
+          for name in graph.inputs}
     rng = np.random.default_rng(seed)
-    points = _points(graph, x)
+    points = _points(graph, xf)
     blocks = _blocks(graph, set(layers))
     weights = {n.input[1]: graph.consts[n.input[1]] for n in layers.values()}
     rounded: dict[str, torch.Tensor] = {}
-    xq = {graph.inputs[0]: _fake_quant(x, points[graph.inputs[0]])}
-    xf = {graph.inputs[0]: x}
+    xq = {name: _fake_quant(v, points[name]) for name, v in xf.items()}
     bar = progress("activation-aware rounding: blocks", len(blocks)) if progress else None
     losses = []
     for block in blocks:
-        names = [graph.nodes[i].input[1] for i in block if graph.nodes[i].output[0] in layers]
-        state = {w: _Rounding(weights[w], _axis(layers, w)) for w in names}
+        state = {n.input[1]: _Rounding(weights[n.input[1]], _axis(n)) for n in (graph.nodes[i] for i in block)
+                 if n.output[0] in layers}
         exits = _exits(graph, block, xf)
         with torch.no_grad():
             ff = _run(graph, block, xf, {}, None, exits)
@@ -100,20 +103,40 @@ def adaround(onnx_in: str | Path, onnx_out: str | Path, samples: Sequence[np.nda
         bar.close()
     inits = {i.name: i for i in model.graph.initializer}
     moved = 0
-    for name, w in rounded.items():
-        w0 = weights[name]
-        step = _steps(w0, _axis(layers, name))
+    for node in layers.values():
+        w0, w = weights[node.input[1]], rounded[node.input[1]]
+        step = _steps(w0, _axis(node))
         moved += int((torch.round(w / step) != torch.round(w0 / step)).sum())
-        inits[name].CopyFrom(numpy_helper.from_array(w.numpy().astype(np.float32), name))
+        inits[node.input[1]].CopyFrom(numpy_helper.from_array(w.numpy().astype(np.float32), node.input[1]))
     onnx.save(model, str(onnx_out))
     return {"layers": len(rounded), "blocks": len(blocks), "weights_rounded_the_other_way": moved,
             "activation_points": len(points), "iterations": iterations, "samples": len(samples),
-            "final_loss": float(np.mean(losses)) if losses else 0.0}
+            "final_loss": float(np.mean(losses)) if losses else 0.0, "seconds": round(time.perf_counter() - t, 1)}
 
 
-def _axis(layers: dict[str, Any], weight: str) -> int:
-    """The output-channel axis of a weight (TFLite quantizes per output channel)."""
-    node = next(n for n in layers.values() if n.input[1] == weight)
+def simulate(onnx_path: str | Path, calibration: Sequence[Any], samples: Sequence[Any]) -> list[dict[str, Any]]:
+    """The int8 model as this rounding sees it: ``onnx_path`` run in PyTorch with every tensor the int8 file
+    requantizes fake-quantized at the range measured on ``calibration`` (as :func:`adaround` assumes the converter
+    derives it); one {output name: array} per sample of ``samples``.  What the real int8 file is compared with."""
+    import onnx
+    import torch
+
+    graph = TorchGraph(onnx.load(str(onnx_path)), str(onnx_path))
+
+    def batch(items: Sequence[Any]) -> dict[str, Any]:
+        return {n: torch.from_numpy(np.concatenate([onnx_feed(graph.inputs, s)[n] for s in items]))
+                for n in graph.inputs}
+
+    points = _points(graph, batch(calibration))
+    x = {n: _fake_quant(v, points[n]) for n, v in batch(samples).items()}
+    with torch.no_grad():
+        out = _run(graph, list(range(len(graph.nodes))), x, {},
+                   lambda n, v: _fake_quant(v, points[n]) if n in points else v, graph.outputs)
+    return [{n: out[n][k:k + 1].numpy() for n in graph.outputs} for k in range(len(samples))]
+
+
+def _axis(node: Any) -> int:
+    """The output-channel axis of a Conv/Gemm weight (TFLite quantizes per output channel)."""
     return 1 if node.op_type == "Gemm" and not attribute(node, "transB", 0) else 0
 
 
@@ -267,7 +290,7 @@ def _fake_quant(x: Any, p: Point, ste: bool = False) -> Any:
     return x + (out - x).detach() if ste else out
 
 
-def _points(graph: TorchGraph, x: Any) -> dict[str, Point]:
+def _points(graph: TorchGraph, x: dict[str, Any]) -> dict[str, Point]:
     """Every tensor the int8 model requantizes, with the scale and zero point the converter will give it
     (measured on the float model: min/max for the input and outputs, MSE-optimal ranges inside)."""
     import torch
@@ -278,7 +301,7 @@ def _points(graph: TorchGraph, x: Any) -> dict[str, Point]:
     for node in graph.nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    names = [graph.inputs[0]]
+    names = list(graph.inputs)
     fixed = {}
     for node in graph.nodes:
         for out in node.output:
@@ -306,13 +329,15 @@ def _points(graph: TorchGraph, x: Any) -> dict[str, Point]:
             hist[name] += np.histogram(v[v != 0], BINS, (lo[name], hi[name]))[0]
         return value
 
+    n = next(iter(x.values())).shape[0]
     with torch.no_grad():
         for fn in (record, histogram):
-            for i in range(0, len(x), BATCH):
-                xb = x[i:i + BATCH]
-                fn(graph.inputs[0], xb)
-                graph.run({graph.inputs[0]: xb}, hook=fn)
-    ends = {graph.inputs[0], *graph.outputs}
+            for i in range(0, n, BATCH):
+                xb = {k: v[i:i + BATCH] for k, v in x.items()}
+                for k, v in xb.items():
+                    fn(k, v)
+                graph.run(xb, hook=fn)
+    ends = {*graph.inputs, *graph.outputs}
     out = dict(fixed)
     for n in names:
         a, b = (lo[n], hi[n]) if n in ends or hi[n] <= lo[n] else best_range(hist[n], lo[n], hi[n])
@@ -329,7 +354,7 @@ def _blocks(graph: TorchGraph, layer_outputs: set[str], min_layers: int = 3) -> 
             last_use[name] = i
     for name in graph.outputs:
         last_use[name] = len(graph.nodes)
-    blocks, current, count, live = [], [], 0, {graph.inputs[0]}
+    blocks, current, count, live = [], [], 0, set(graph.inputs)
     for i, node in enumerate(graph.nodes):
         current.append(i)
         count += node.output[0] in layer_outputs

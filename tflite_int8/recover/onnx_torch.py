@@ -209,16 +209,18 @@ class TorchGraph:
                 env[name] = hook(name, value) if hook is not None else value
         return env
 
-    def check(self, onnx_model: Any, samples: Sequence[np.ndarray]) -> float:
-        """Largest relative difference between this batched run and ONNX Runtime on ``samples``' outputs;
-        InputError when the two disagree (a reshape that does not batch, an op read differently)."""
+    def check(self, onnx_model: Any, samples: Sequence[Any]) -> float:
+        """Largest relative difference between this batched run and ONNX Runtime on ``samples``' outputs (arrays,
+        or {input name: array}); InputError when the two disagree (a reshape that does not batch, an op read
+        differently)."""
         import torch
 
+        from ..runtime.reference import onnx_feed
         from .onnx_layers import layer_inputs
 
+        feeds = [onnx_feed(self.inputs, s) for s in samples]
         with torch.no_grad():
-            batch = torch.from_numpy(np.concatenate([np.asarray(s, np.float32) for s in samples]))
-            got = self.run({self.inputs[0]: batch})
+            got = self.run({n: torch.from_numpy(np.concatenate([f[n] for f in feeds])) for n in self.inputs})
         worst = 0.0
         for k, ref in enumerate(layer_inputs(onnx_model, self.outputs, samples)):
             for name in self.outputs:
