@@ -61,15 +61,27 @@ def round_with_aimet(onnx_in: str | Path, onnx_out: str | Path, samples: Sequenc
             os.chdir(cwd)
     seconds = time.perf_counter() - t
     weights = {n.input[1] for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
-    off_grid = 0
     for init in model.graph.initializer:
         if init.name in weights and init.name in folded:
-            w = folded[init.name].astype(np.float32)
-            flat = w.reshape(w.shape[0], -1)
-            step = np.abs(flat).max(1, keepdims=True) / 127.0
-            steps = flat / np.where(step == 0, 1, step)
-            off_grid += int((np.abs(steps - np.rint(steps)) > 1e-3).sum())  # would be re-rounded by the converter
-            init.CopyFrom(numpy_helper.from_array(w, init.name))
+            init.CopyFrom(numpy_helper.from_array(folded[init.name].astype(np.float32), init.name))
     onnx.save(model, str(onnx_out))
     return {"method": method, "iterations": iterations if method == "adaround" else None,
-            "seconds": round(seconds, 1), "weights_off_the_converter_grid": off_grid}
+            "seconds": round(seconds, 1)}
+
+
+def weights_off_grid(onnx_path: str | Path) -> int:
+    """Conv/Gemm weights (output channels on axis 0) not on TFLite's per-channel grid max|w_c| / 127: the
+    converter would re-round them."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    weights = {n.input[1] for n in model.graph.node if n.op_type in ("Conv", "Gemm")}
+    off = 0
+    for init in model.graph.initializer:
+        if init.name in weights:
+            flat = numpy_helper.to_array(init).astype(np.float32).reshape(init.dims[0], -1)
+            step = np.abs(flat).max(1, keepdims=True) / 127.0
+            steps = flat / np.where(step == 0, 1, step)
+            off += int((np.abs(steps - np.rint(steps)) > 1e-3).sum())
+    return off

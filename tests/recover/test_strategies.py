@@ -97,6 +97,8 @@ def test_bad_arguments_are_refused(tmp_path, capsys):
     assert "max_latency_ratio must be at least 1" in capsys.readouterr().err
     with pytest.raises(Exception, match="unknown recovery strategy wishful; choose from baseline, calibration"):
         recover(tiny(), tmp_path / "x", spec=TINY_SPEC, strategies=["wishful"])
+    assert main(["recover", "tests.models:tiny", "-o", str(tmp_path / "z"), "--rounding-iterations", "0"]) == 2
+    assert "rounding_iterations must be at least 1" in capsys.readouterr().err
 
 
 def test_a_qat_model_is_not_recovered_by_requantizing(tmp_path, photos):

@@ -183,7 +183,8 @@ def recover(args: argparse.Namespace) -> int:
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force,
                          strategies=[n.strip() for n in args.strategies.split(",") if n.strip()] if args.strategies
-                         else None, progress=args.progress, ray=args.ray)
+                         else None, progress=args.progress, ray=args.ray,
+                         rounding_iterations=args.rounding_iterations)
     print(summaries.recovery_summary(result))
     return 0 if result.passed else 1
 

@@ -14,7 +14,7 @@ from ..config.tasks import TASKS
 from ..config.thresholds import CHECK_DEFAULTS
 from ..config.thresholds import DEFAULTS as THRESHOLDS
 from ..errors import InputError
-from ..recover.strategies import MAX_LATENCY_RATIO
+from ..recover.strategies import MAX_LATENCY_RATIO, ROUNDING_ITERATIONS
 from ..runtime.describe import VERDICTS
 from ..recover.strategies import STRATEGIES
 from . import commands
@@ -206,6 +206,9 @@ def _add_recover(sub: Any) -> None:
                    help=f"a strategy whose file is more than R times slower than the baseline int8 file (1 thread, "
                         f"XNNPACK, timed in the same run) cannot win; it is still shown with its cost (default "
                         f"{MAX_LATENCY_RATIO:g}: int16x8, tens of times slower, does not win)")
+    r.add_argument("--rounding-iterations", type=int, default=ROUNDING_ITERATIONS, metavar="N",
+                   help=f"optimisation steps per block of the adaround strategy (default {ROUNDING_ITERATIONS}; "
+                        f"its time grows with N)")
     _add_ray_arg(r, "the strategies that follow the baseline (concurrently; same winner as without)")
     r.add_argument("--force", action="store_true", help="replace an existing output directory")
     _add_preprocess_args(r)

@@ -58,7 +58,7 @@ from ..runtime import child
 from ..runtime.latency import conditions, median_latency_ms
 from ..runtime.reference import declared_class_names
 from ..verify.core import verify
-from .adaround import adaround
+from .adaround import ITERATIONS as ROUNDING_ITERATIONS, adaround
 from .bias_correction import bias_correct
 from .concurrent import attempts_in_order
 from .weight_rounding import round_weights
@@ -95,6 +95,7 @@ class Context:
     progress: Progress | None
     max_latency_ratio: float | None = MAX_LATENCY_RATIO
     input_shapes: Mapping[str, Any] | None = None
+    rounding_iterations: int = ROUNDING_ITERATIONS
     baseline: Conversion | None = None
     baseline_layers: list[dict[str, Any]] = field(default_factory=list)
     _samples: list | None = None
@@ -191,7 +192,8 @@ def _weight_rounding(ctx: Context) -> Attempt:
 
 def _adaround(ctx: Context) -> Attempt:
     rounded = ctx.stage / "weights_adarounded.onnx"
-    info = adaround(ctx.original_onnx, rounded, ctx.samples(), progress=ctx.progress)
+    info = adaround(ctx.original_onnx, rounded, ctx.samples(), iterations=ctx.rounding_iterations,
+                    progress=ctx.progress)
     return Attempt(f"AdaRound block by block with int8 activations (QDrop) on the int8 grid: {info['layers']} layers "
                    f"in {info['blocks']} blocks, {info['iterations']} steps each "
                    f"({info['weights_rounded_the_other_way']} weights rounded away from nearest), MSE ranges",
@@ -272,11 +274,12 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
             input_shapes: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
             progress: Progress | None = None,
-            ray: str | None = None) -> RecoveryResult:
+            ray: str | None = None, rounding_iterations: int = ROUNDING_ITERATIONS) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
     (None: no budget).  ``input_shapes``: fixes an ONNX file's dynamic dimensions (as ``convert``'s).
+    ``rounding_iterations``: optimisation steps per block of the ``adaround`` strategy (its run time grows with it).
     ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once
     (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be on a filesystem every
     node shares.  ``strategies``: the names to try (in table order; ``baseline`` always runs first); default all
@@ -287,6 +290,8 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     if float_layers < 1:
         raise InputError(f"float_layers must be at least 1, got {float_layers}")
     chosen = _chosen(strategies)
+    if rounding_iterations < 1:
+        raise InputError(f"rounding_iterations must be at least 1, got {rounding_iterations}")
     if max_latency_ratio is not None and not max_latency_ratio >= 1.0:
         raise InputError(f"max_latency_ratio must be at least 1 (the baseline itself is 1x), got {max_latency_ratio}")
     # class names declared by the model (a zoo factory's ImageNet list): the later attempts start from ONNX files
@@ -297,7 +302,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     stopped = None
     with staging(out, force) as stage, executor(ray) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
-                      input_shapes)
+                      input_shapes, rounding_iterations)
         todo = [s for s in STRATEGIES if (allow_float_ops or not s.needs_consent) and s.name in chosen]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
