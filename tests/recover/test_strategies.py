@@ -17,12 +17,12 @@ def test_strategies_run_in_order_and_int16x8_passes_but_cannot_win_on_latency(tm
     result = recover(tiny(), tmp_path / "r", spec=TINY_SPEC, data=photos, verify_data=photos,
                      thresholds={"sqnr_db": 50.0, "top1_agreement": None, "top5_agreement": None})
     names = [a["strategy"] for a in result.attempts]
-    assert names == ["baseline", "calibration", "bias-correction", "weight-rounding", "int16x8"]
-    assert [a["passed"] for a in result.attempts] == [False, False, False, False, True]
+    assert names == ["baseline", "calibration", "bias-correction", "weight-rounding", "adaround", "int16x8"]
+    assert [a["passed"] for a in result.attempts] == [False, False, False, False, False, True]
     assert result.attempts[-1]["sqnr_db"] >= 50 > result.attempts[0]["sqnr_db"]
     # every attempt timed against the baseline int8 file; the int8 ones cost about the same, int16x8 does not
     assert result.attempts[0]["latency_ratio"] == 1.0 and "1x by definition" in result.attempts[0]["latency_note"]
-    assert all(a["within_budget"] and a["latency_ratio"] < 1.5 for a in result.attempts[:4])
+    assert all(a["within_budget"] and a["latency_ratio"] < 1.5 for a in result.attempts[:5])
     last = result.attempts[-1]
     assert last["within_budget"] is False and last["latency_ratio"] > 3
     assert f"over latency budget: {last['latency_ratio']:.1f}x the baseline int8 (limit 1.5x)" == last["latency_note"]
@@ -32,17 +32,17 @@ def test_strategies_run_in_order_and_int16x8_passes_but_cannot_win_on_latency(tm
     assert doc["latency_conditions"]["threads"] == 1 and "XNNPACK" in doc["latency_conditions"]["delegate"]
     assert doc["attempts"][-1]["latency_ratio"] == last["latency_ratio"]
     # the same rows with int16x8 inside a budget: it is the winner (one rule, over the rows in table order)
-    assert winner(result.attempts[:4] + [{**last, "within_budget": True}]) == "int16x8"
+    assert winner(result.attempts[:5] + [{**last, "within_budget": True}]) == "int16x8"
     table = recovery_summary(result)
     assert "x base" in table and f"{last['latency_ratio']:.2f}x!" in table
     assert "int16x8 passed verification but cannot win: over latency budget" in table
     assert "no strategy passed within the latency budget" in table
     assert (tmp_path / "r" / doc["attempts"][-1]["file"]).is_file()
     assert "bias correction of" in result.attempts[2]["how"] and "GPTQ rounding" in result.attempts[3]["how"]
-    assert "sequential bias correction" in result.attempts[3]["how"]
+    assert "sequential bias correction" in result.attempts[3]["how"] and "AdaRound" in result.attempts[4]["how"]
     assert "MSE-optimal activation ranges" in result.attempts[1]["how"]
     # changed weights are judged against the original ones: the changed float model itself differs from them
-    assert [a["reference"].startswith("baseline/model.onnx") for a in result.attempts] == [False, False] + [True] * 3
+    assert [a["reference"].startswith("baseline/model.onnx") for a in result.attempts] == [False, False] + [True] * 4
     assert all(20 < a["float_change_sqnr_db"] < 200 for a in result.attempts[2:])
 
 
