@@ -33,7 +33,7 @@ from ..runtime.reference import onnx_feed
 from .onnx_layers import attribute, weighted_layers
 from .onnx_torch import TorchGraph
 
-ITERATIONS = 500  # optimisation steps per block
+ITERATIONS = 200  # optimisation steps per block (MobileNetV2, 18 blocks: 59 min wall on 2 loaded cores, bench_adaround)
 BATCH = 32
 POSITIONS = 32 * 28 * 28  # per optimisation step at most this many images x feature-map positions
 LAMBDA = 0.01  # weight of the rounding regulariser (AdaRound)
