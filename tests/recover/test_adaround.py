@@ -101,3 +101,17 @@ def test_the_torch_graph_refuses_unknown_ops_by_name(tmp_path):
 
     with pytest.raises(InputError, match="Celu"):
         TorchGraph(helper.make_model(graph), "celu.onnx")
+
+
+def test_recover_tries_adaround_only_when_named(tmp_path, photos):
+    """Not in the default ladder (an hour on MobileNetV2 here); named, it runs and its row says what it did."""
+    from tests.models import tiny
+    from tflite_int8.recover import recover
+
+    result = recover(tiny(), tmp_path / "r", spec=TINY_SPEC, data=photos, strategies=["adaround"],
+                     rounding_iterations=20, thresholds={"sqnr_db": 50.0, "top1_agreement": None,
+                                                         "top5_agreement": None})
+    rows = result.attempts
+    assert [a["strategy"] for a in rows] == ["baseline", "adaround"] and "error" not in rows[1], rows[1]
+    assert rows[1]["how"].startswith("AdaRound block by block with int8 activations") and "20 steps each" in rows[1]["how"]
+    assert rows[1]["full_integer"] and rows[1]["within_budget"]

@@ -17,12 +17,12 @@ def test_strategies_run_in_order_and_int16x8_passes_but_cannot_win_on_latency(tm
     result = recover(tiny(), tmp_path / "r", spec=TINY_SPEC, data=photos, verify_data=photos,
                      thresholds={"sqnr_db": 50.0, "top1_agreement": None, "top5_agreement": None})
     names = [a["strategy"] for a in result.attempts]
-    assert names == ["baseline", "calibration", "bias-correction", "weight-rounding", "adaround", "int16x8"]
-    assert [a["passed"] for a in result.attempts] == [False, False, False, False, False, True]
+    assert names == ["baseline", "calibration", "bias-correction", "weight-rounding", "int16x8"]  # adaround: by name
+    assert [a["passed"] for a in result.attempts] == [False, False, False, False, True]
     assert result.attempts[-1]["sqnr_db"] >= 50 > result.attempts[0]["sqnr_db"]
     # every attempt timed against the baseline int8 file; the int8 ones cost about the same, int16x8 does not
     assert result.attempts[0]["latency_ratio"] == 1.0 and "1x by definition" in result.attempts[0]["latency_note"]
-    assert all(a["within_budget"] and a["latency_ratio"] < 1.5 for a in result.attempts[:5])
+    assert all(a["within_budget"] and a["latency_ratio"] < 1.5 for a in result.attempts[:4])
     last = result.attempts[-1]
     assert last["within_budget"] is False and last["latency_ratio"] > 3
     assert f"over latency budget: {last['latency_ratio']:.1f}x the baseline int8 (limit 1.5x)" == last["latency_note"]

@@ -200,7 +200,9 @@ def _add_recover(sub: Any) -> None:
                    help="last resort: keep the worst layers in float (the result is NOT full-integer)")
     r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")
     r.add_argument("--strategies", help="comma-separated strategies to try, in this order: " +
-                                        ", ".join(s.name for s in STRATEGIES) + " (default: all; baseline always)")
+                                        ", ".join(s.name for s in STRATEGIES) + " (default: all but " +
+                                        ", ".join(s.name for s in STRATEGIES if not s.by_default) +
+                                        "; baseline always)")
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--max-latency-ratio", type=float, default=MAX_LATENCY_RATIO, metavar="R",
                    help=f"a strategy whose file is more than R times slower than the baseline int8 file (1 thread, "
