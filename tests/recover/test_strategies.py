@@ -32,17 +32,17 @@ def test_strategies_run_in_order_and_int16x8_passes_but_cannot_win_on_latency(tm
     assert doc["latency_conditions"]["threads"] == 1 and "XNNPACK" in doc["latency_conditions"]["delegate"]
     assert doc["attempts"][-1]["latency_ratio"] == last["latency_ratio"]
     # the same rows with int16x8 inside a budget: it is the winner (one rule, over the rows in table order)
-    assert winner(result.attempts[:5] + [{**last, "within_budget": True}]) == "int16x8"
+    assert winner(result.attempts[:4] + [{**last, "within_budget": True}]) == "int16x8"
     table = recovery_summary(result)
     assert "x base" in table and f"{last['latency_ratio']:.2f}x!" in table
     assert "int16x8 passed verification but cannot win: over latency budget" in table
     assert "no strategy passed within the latency budget" in table
     assert (tmp_path / "r" / doc["attempts"][-1]["file"]).is_file()
     assert "bias correction of" in result.attempts[2]["how"] and "GPTQ rounding" in result.attempts[3]["how"]
-    assert "sequential bias correction" in result.attempts[3]["how"] and "AdaRound" in result.attempts[4]["how"]
+    assert "sequential bias correction" in result.attempts[3]["how"]
     assert "MSE-optimal activation ranges" in result.attempts[1]["how"]
     # changed weights are judged against the original ones: the changed float model itself differs from them
-    assert [a["reference"].startswith("baseline/model.onnx") for a in result.attempts] == [False, False] + [True] * 4
+    assert [a["reference"].startswith("baseline/model.onnx") for a in result.attempts] == [False, False] + [True] * 3
     assert all(20 < a["float_change_sqnr_db"] < 200 for a in result.attempts[2:])
 
 
