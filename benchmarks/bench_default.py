@@ -58,6 +58,7 @@ def run_imagenet() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-default-") as tmp:
         for name, factory in IMAGENET.items():
             rows = {}
+            (Path(tmp) / name).mkdir()
             for cand in CANDIDATES:
                 t = time.perf_counter()
                 conv = convert(factory, Path(tmp) / name / cand, data=calib, views=CALIB_VIEWS,
