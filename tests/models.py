@@ -309,17 +309,22 @@ def qat_tiny(float_steps: int = 40, qat_steps: int = 30, qconfig=None) -> nn.Mod
                                                    inplace=True)
             model.qconfig = qconfig or torch.ao.quantization.get_default_qat_qconfig("onednn")
             torch.ao.quantization.prepare_qat(model, inplace=True)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        for _ in range(steps):
-            x, y = quadrant_batch(32, gen)
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _fit(model, steps, lr, gen)
     return model.eval()
 
 
 qat_tiny.preprocess_spec = TINY_SPEC  # type: ignore[attr-defined]
+
+
+def _fit(model: nn.Module, steps: int, lr: float, gen: torch.Generator) -> None:
+    """``steps`` Adam steps on batches of 32 generated quadrant images."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        x, y = quadrant_batch(32, gen)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 class TfliteQatNet(nn.Module):
@@ -355,13 +360,7 @@ def tflite_qat_tiny(float_steps: int = 40, qat_steps: int = 30) -> nn.Module:
     for steps, lr in ((float_steps, 1e-2), (qat_steps, 1e-3)):
         if lr < 1e-2:
             model = prepare_qat_fx(model, (quadrant_batch(1, gen)[0],))
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        for _ in range(steps):
-            x, y = quadrant_batch(32, gen)
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        _fit(model, steps, lr, gen)
     return model.eval()
 
 
