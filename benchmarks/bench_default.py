@@ -26,15 +26,17 @@ MAX_TIME_RATIO = 2.0
 
 
 def classification_scores(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
-    """Top-1 agreement overall and on confident samples (float top-1 probability >= 0.5), mean cosine."""
-    p = np.exp(reference - reference.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    confident = p.max(1) >= 0.5
-    agree = reference.argmax(1) == candidate.argmax(1)
-    cos = (reference * candidate).sum(1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1))
-    return {"samples": len(agree), "top1_agreement": float(agree.mean()), "confident_samples": int(confident.sum()),
-            "top1_agreement_confident": float(agree[confident].mean()) if confident.any() else None,
-            "cosine": float(cos.mean())}
+    """Top-1 agreement overall and on confident samples (verify's own rule), mean cosine: verify's classification
+    task and metrics on ``(samples, classes)`` logits."""
+    from tflite_int8.runtime.metrics import compare
+    from tflite_int8.verify.tasks import ClassificationTask
+
+    task = ClassificationTask("logits")
+    records = [task.record({"logits": r}, {"logits": c}) for r, c in zip(reference, candidate)]
+    s = task.summarize([str(i) for i in range(len(records))], records, [None] * len(records))
+    return {"samples": s["samples"], "top1_agreement": s["top1_agreement"], "confident_samples": s["confident_samples"],
+            "top1_agreement_confident": s["top1_agreement_confident"],
+            "cosine": float(np.mean([compare(r, c)["cosine"] for r, c in zip(reference, candidate)]))}
 
 
 def score_classifier(reference_onnx: Any, tflite: Any, spec: Any, samples: list[np.ndarray]) -> dict[str, Any]:
