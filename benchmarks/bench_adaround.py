@@ -26,23 +26,23 @@ CALIB_VIEWS, VERIFY_VIEWS = 10, 25
 MODEL = "tflite_int8.zoo:mobilenet_v2"
 
 
-def _rows(iterations: int, aimet_iterations: int, aimet_samples: int) -> dict[str, tuple[str, Callable[..., dict[str, Any]]]]:
+def _rows(iterations: int, aimet_iterations: int, aimet_samples: int, seqmse_samples: int) -> dict[str, tuple[str, Callable[..., dict[str, Any]]]]:
     from benchmarks.aimet_peer import round_with_aimet
     from tflite_int8.recover.adaround import adaround
 
     return {
         "ours": (f"AdaRound + QDrop block by block, {iterations} steps per block (tflite_int8.recover.adaround)",
                  lambda src, dst, s: adaround(src, dst, s, iterations=iterations)),
-        "aimet-seqmse": ("aimet-onnx apply_seq_mse, 20 candidates",
-                         lambda src, dst, s: round_with_aimet(src, dst, s, "seqmse")),
         "aimet-adaround": (f"aimet-onnx apply_adaround, {aimet_iterations} steps per layer, first {aimet_samples} "
                            "calibration samples",
                            lambda src, dst, s: round_with_aimet(src, dst, s[:aimet_samples], "adaround",
                                                                 aimet_iterations)),
+        "aimet-seqmse": (f"aimet-onnx apply_seq_mse, 20 candidates, first {seqmse_samples} calibration samples",
+                         lambda src, dst, s: round_with_aimet(src, dst, s[:seqmse_samples], "seqmse")),
     }
 
 
-def run(iterations: int = 500, aimet_iterations: int = 500, aimet_samples: int = 120, only: list[str] | None = None,
+def run(iterations: int = 200, aimet_iterations: int = 200, aimet_samples: int = 120, seqmse_samples: int = 32, only: list[str] | None = None,
         save: Callable[[dict], None] = lambda r: None) -> dict[str, Any]:
     from benchmarks.aimet_peer import weights_off_grid
     from benchmarks.bench_default import score_classifier
@@ -72,7 +72,7 @@ def run(iterations: int = 500, aimet_iterations: int = 500, aimet_samples: int =
 
         measure("baseline", "convert's defaults (no rounding, the latency reference)", onnx_path, {"seconds": 0.0}, base)
         measure("nearest", "nearest rounding (the converter's own), MSE ranges", onnx_path, {"seconds": 0.0})
-        for name, (how, fn) in _rows(iterations, aimet_iterations, aimet_samples).items():
+        for name, (how, fn) in _rows(iterations, aimet_iterations, aimet_samples, seqmse_samples).items():
             if only and name not in only:
                 continue
             t = time.perf_counter()
@@ -110,9 +110,10 @@ def section(r: dict[str, Any]) -> list[str]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--iterations", type=int, default=500)
-    ap.add_argument("--aimet-iterations", type=int, default=500)
+    ap.add_argument("--iterations", type=int, default=200, help="steps per block of our rounding (recover's default)")
+    ap.add_argument("--aimet-iterations", type=int, default=200)
     ap.add_argument("--aimet-samples", type=int, default=120, help="calibration samples aimet's AdaRound gets")
+    ap.add_argument("--seqmse-samples", type=int, default=32, help="calibration samples aimet's SeqMSE gets")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -121,6 +122,6 @@ if __name__ == "__main__":
         if a.json:
             a.json.write_text(json.dumps(res, indent=2, default=str))
 
-    res = run(a.iterations, a.aimet_iterations, a.aimet_samples, a.only, save)
+    res = run(a.iterations, a.aimet_iterations, a.aimet_samples, a.seqmse_samples, a.only, save)
     save(res)
     print("\n".join(table(res)))
