@@ -94,6 +94,7 @@ def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
     np.testing.assert_array_equal(grid["w1"], qdq.weights["w1"].grid)
     res = convert(path, tmp_path / "out", spec=TINY_SPEC, data=quadrant_data["calib"])
     q = res.report["qat"]
+    assert res.report["recipe"]["ranges"] is None  # none calibrated: the model's own
     assert q["activations_exact"] == q["activations_in_tflite"] >= 4  # the 4 ranges, and a padding that keeps one
     assert [w["status"] for w in q["weights"]] == ["exact", "exact"]
     check = res.report["stages"]["int8_check"]
@@ -108,6 +109,7 @@ def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
 def test_recalibrating_a_qat_model_is_refused(tmp_path, quadrant_data):
     path = qdq_onnx(tmp_path / "qdq.onnx")
     for recipe, why in ((Recipe(ranges="mse"), "--ranges mse re-calibrates"),
+                        (Recipe(ranges="minmax"), "--ranges minmax re-calibrates"),  # asked for, not the default
                         (Recipe(per_channel=False), "--per-tensor re-quantizes"),
                         (Recipe(variants=("int16x8",)), "int16x8 calibrates")):
         with pytest.raises(AlreadyQuantizedError, match=why):

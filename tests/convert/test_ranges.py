@@ -28,11 +28,19 @@ def test_unknown_ranges_refused():
         Recipe(ranges="percentile")
 
 
+def test_mse_is_the_default_and_minmax_stays_available():
+    assert Recipe().range_method == "mse" and Recipe().to_dict()["ranges"] == "mse"
+    assert Recipe(ranges="minmax").to_dict()["ranges"] == "minmax"
+    assert Recipe.from_dict({}).range_method == "minmax"  # a record written before MSE became the default
+
+
 def test_mse_ranges_narrow_inner_tensors_only(tmp_path, tiny_conversion, photos):
+    """The default (MSE) against plain min/max on the same data."""
     from ai_edge_litert.interpreter import Interpreter
 
-    conv = convert(tiny(), tmp_path / "mse", spec=TINY_SPEC, data=photos, views=2, recipe=Recipe(ranges="mse"))
-    assert conv.report["recipe"]["ranges"] == "mse"
+    assert tiny_conversion.report["recipe"]["ranges"] == "mse"
+    conv = convert(tiny(), tmp_path / "minmax", spec=TINY_SPEC, data=photos, views=2, recipe=Recipe(ranges="minmax"))
+    assert conv.report["recipe"]["ranges"] == "minmax"
 
     def scales(path):
         it = Interpreter(model_path=str(path))
@@ -42,8 +50,8 @@ def test_mse_ranges_narrow_inner_tensors_only(tmp_path, tiny_conversion, photos)
                 [d["quantization"] for d in it.get_input_details() + it.get_output_details()],
                 {d["dtype"] for d in it.get_tensor_details()})
 
-    base, base_ends, _ = scales(tiny_conversion.int8_path)
-    mse, mse_ends, dtypes = scales(conv.int8_path)
+    base, base_ends, _ = scales(conv.int8_path)
+    mse, mse_ends, dtypes = scales(tiny_conversion.int8_path)
     assert mse_ends == base_ends
     assert dtypes <= {np.int8, np.int32}  # still full-integer
     shared = set(base) & set(mse)

@@ -128,8 +128,9 @@ def _add_convert(sub: Any) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--io-dtype", choices=IO_DTYPES, default="int8", help="model input/output type")
     c.add_argument("--per-tensor", action="store_true", help="per-tensor weights (default per-channel)")
-    c.add_argument("--ranges", choices=list(RANGES), default="minmax",
-                   help="activation ranges: " + "; ".join(f"{k}: {v}" for k, v in RANGES.items()))
+    c.add_argument("--ranges", choices=list(RANGES),
+                   help="activation ranges: " + "; ".join(f"{k}: {v}" for k, v in RANGES.items()) +
+                        "; a quantization-aware model keeps its own learned ranges and refuses this option")
     c.add_argument("--variants", default="", help="extra files, comma-separated: " +
                    "; ".join(f"{v} ({VARIANTS[v].help})" for v in EXTRA_VARIANTS))
     c.add_argument("--task", choices=list(TASKS), default="auto",

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from ..errors import InputError
 
 IO_DTYPES = ("int8", "uint8")
-RANGES = {"minmax": "the calibration's min/max (default)",
-          "mse": "MSE-optimal: clips rare extremes for a finer int8 step; reads the calibration data twice"}
+DEFAULT_RANGES = "mse"  # the best measured recipe within 2x the conversion time (BENCHMARKS.md "default recipe")
+RANGES = {"mse": "MSE-optimal (default): clips rare extremes for a finer int8 step; reads the calibration data twice",
+          "minmax": "the calibration's plain min/max: one pass, every extreme kept (the default before MSE was measured better)"}
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,22 @@ class Recipe:
     io_dtype: str = "int8"
     per_channel: bool = True
     variants: tuple[str, ...] = ()
-    ranges: str = "minmax"  # activation ranges: calibration min/max, or MSE-optimal (convert.ranges)
+    ranges: str | None = None  # activation ranges (convert.ranges); None: not chosen, so MSE-optimal, or a QAT
+    #                            model's own learned ranges
 
     def __post_init__(self) -> None:
         if self.io_dtype not in IO_DTYPES:
             raise InputError(f"model I/O dtype must be int8 or uint8, got {self.io_dtype!r}")
-        if self.ranges not in RANGES:
+        if self.ranges is not None and self.ranges not in RANGES:
             raise InputError(f"activation ranges must be one of {', '.join(RANGES)}, got {self.ranges!r}")
         unknown = [v for v in self.variants if v not in EXTRA_VARIANTS]
         if unknown:
             raise InputError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_VARIANTS)}")
+
+    @property
+    def range_method(self) -> str:
+        """The activation-range method calibration uses: the one asked for, else :data:`DEFAULT_RANGES`."""
+        return self.ranges or DEFAULT_RANGES
 
     def file_names(self) -> dict[str, str]:
         """Each file named for what it really is."""
@@ -82,9 +89,9 @@ class Recipe:
 
     def to_dict(self) -> dict[str, object]:
         return {"io_dtype": self.io_dtype, "per_channel": self.per_channel, "variants": list(self.variants),
-                "ranges": self.ranges}
+                "ranges": self.range_method}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
         return cls(io_dtype=data.get("io_dtype", "int8"), per_channel=data.get("per_channel", True),
-                   variants=tuple(data.get("variants", ())), ranges=data.get("ranges", "minmax"))
+                   variants=tuple(data.get("variants", ())), ranges=data.get("ranges", "minmax"))  # no key: written before MSE became the default

@@ -97,7 +97,7 @@ def build(saved_model: str | Path, variant: Variant, recipe: Recipe, dataset: Da
             c._experimental_disable_per_channel = True
         if qat is not None:
             use_qat_params(c, qat)
-        elif recipe.ranges == "mse":
+        elif recipe.range_method == "mse":
             use_mse_ranges(c, dataset)
     return c
 

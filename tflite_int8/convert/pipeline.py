@@ -151,6 +151,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
                 _finalize(q.files, table, onnx_path, output_names)
             report["recipe"] = recipe.to_dict()
             if plan is not None:
+                report["recipe"]["ranges"] = None  # none calibrated: the model's own learned ranges
                 report["qat"] = qat.section(plan)
                 report["adjustments"] += plan.adjustments
             with stage(report, "int8_lint") as st:

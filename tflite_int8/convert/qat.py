@@ -38,7 +38,7 @@ RECALIBRATING_VARIANTS = {"dynamic-range": "re-quantizes the weights with its ow
 def check_recipe(recipe: Recipe, source: str) -> None:
     """AlreadyQuantizedError for a setting that would replace the QAT model's learned ranges or grids."""
     why = []
-    if recipe.ranges != "minmax":
+    if recipe.ranges is not None:
         why.append(f"--ranges {recipe.ranges} re-calibrates the activation ranges")
     if not recipe.per_channel:
         why.append("--per-tensor re-quantizes the weights on a new per-tensor grid")

@@ -5,9 +5,9 @@ differs from the baseline); every attempt is a full conversion in its own sub-fo
 same held-out data, and the first that passes wins.  Strategies that change the float weights are
 verified against the original weights (the baseline's exported ONNX), so what they cost is counted.
 
-1. ``baseline``: convert with the defaults;
-2. ``calibration``: more calibration samples (4x the views of each photo) and MSE-optimal activation
-   ranges instead of min/max (:mod:`tflite_int8.convert.ranges`);
+1. ``baseline``: convert with the defaults (MSE-optimal activation ranges);
+2. ``calibration``: more calibration samples (4x the views of each photo), MSE-optimal activation ranges
+   (:mod:`tflite_int8.convert.ranges`; the default, so only the data grows);
 3. ``bias-correction``: empirical bias correction of every Conv/Gemm (:mod:`.bias_correction`) on the
    ONNX model, weights untouched, with MSE ranges: still full-integer int8;
 4. ``weight-rounding``: every Conv/Gemm weight rounded on TFLite's own int8 grid to minimise the layer's
