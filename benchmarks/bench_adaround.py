@@ -7,7 +7,7 @@ never calibrated on), against the float model (ONNX Runtime on the exported ONNX
 with rounded weights, converted with the same recipe (MSE activation ranges), so only the weights differ.
 Rows: nearest rounding (the converter's own), ours, aimet AdaRound, aimet SeqMSE.  Per row: top-1 agreement overall
 and where the float model is confident (top-1 probability >= 0.5), mean logits cosine, weights off the converter's
-grid (re-rounded by it), time to round, latency ratio to the baseline int8 file (convert's defaults; interleaved,
+grid (re-rounded by it), time to round, latency ratio to the baseline int8 file (convert --ranges minmax; interleaved,
 1 thread, XNNPACK, median).  The bundled photos carry no ImageNet labels, so there is no accuracy column: agreement
 with the float model is the measure.
 
@@ -57,7 +57,7 @@ def run(iterations: int = 200, aimet_iterations: int = 200, aimet_samples: int =
     out: dict[str, Any] = {"conditions": conditions(), "rows": {}}
     with tempfile.TemporaryDirectory(prefix="bench-adaround-") as tmp:
         tmp = Path(tmp)
-        base = convert(MODEL, tmp / "float-model", data=calib, views=CALIB_VIEWS)
+        base = convert(MODEL, tmp / "float-model", data=calib, views=CALIB_VIEWS, recipe=Recipe(ranges="minmax"))
         _, spec = load_conversion(base.out_dir)
         onnx_path = base.out_dir / "model.onnx"
         samples = [s.x for s in open_reader(calib, spec, views=CALIB_VIEWS, warn_few=False)]
@@ -70,7 +70,7 @@ def run(iterations: int = 200, aimet_iterations: int = 200, aimet_samples: int =
                                  "latency_ms": ms, "baseline_ms": base_ms, "latency_ratio": ms / base_ms}
             save(out)
 
-        measure("baseline", "convert's defaults (no rounding, the latency reference)", onnx_path, {"seconds": 0.0}, base)
+        measure("baseline", "convert --ranges minmax (no rounding, the latency reference)", onnx_path, {"seconds": 0.0}, base)
         measure("nearest", "nearest rounding (the converter's own), MSE ranges", onnx_path, {"seconds": 0.0})
         for name, (how, fn) in _rows(iterations, aimet_iterations, aimet_samples, seqmse_samples).items():
             if only and name not in only:
