@@ -16,6 +16,7 @@ def test_convert_a_factory_with_flags(tmp_path, photos, capsys):
     printed = capsys.readouterr()
     assert "model_int8_uint8io.tflite" in printed.out and "full-integer" in printed.out
     assert "warning: only 6 calibration samples" in printed.err
+    assert "6 calibration samples, mse activation ranges" in printed.out  # the default, said
     report = json.loads((out / "conversion.json").read_text())
     assert report["preprocess"]["mean"] == [0.5, 0.5, 0.5] and report["preprocess"]["size"] == [32, 32]
 

@@ -93,3 +93,10 @@ def test_untraceable_model_is_a_conversion_error(tmp_path):
 
     with pytest.raises(ConversionError, match=r"\[export\]"):
         export(Bad(), tmp_path / "bad.onnx", (1, 3, 4, 4))
+
+
+def test_a_model_that_cannot_run_at_the_given_shape_names_the_shape_and_the_fix(tmp_path):
+    """Photos (the default data) fed to a sequence model: the error says which shape and how to give the right one."""
+    with pytest.raises(ConversionError, match=r"does not run on input\(s\) input \[1, 3, 224, 224\].*--input-shape"):
+        export(torch.nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), tmp_path / "t.onnx", (1, 3, 224, 224))
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -6,7 +6,7 @@ import pytest
 from tests.tf_models import make_variants
 from tflite_int8 import InputError
 from tflite_int8.cli import main
-from tflite_int8.runtime.describe import describe
+from tflite_int8.runtime.describe import compare, describe
 from tflite_int8.runtime.interpreter import check_header, probe
 
 
@@ -56,6 +56,22 @@ def test_require_and_compare_in_the_cli(tiny_conversion, tf_variants, capsys):
     out = capsys.readouterr().out
     assert "! verdict" in out and "full-integer" in out and "float32" in out and "difference(s)" in out
     assert "  op CONV_2D" in out  # same count on both sides: not marked
+    assert main(["inspect", int8, "--compare", int8]) == 0
+    assert "no differences" in capsys.readouterr().out
+
+
+def test_compare_tells_files_with_other_ranges_apart(tiny_conversion, tmp_path, photos):
+    """Same ops, same I/O scales, other activation ranges inside: the comparison says so."""
+    from tests.models import TINY_SPEC, tiny
+    from tflite_int8 import Recipe, convert
+
+    other = convert(tiny(), tmp_path / "minmax", spec=TINY_SPEC, data=photos, views=2,
+                    recipe=Recipe(ranges="minmax", variants=("float32", "int8-float-io")))
+    a, b = describe(tiny_conversion.int8_path), describe(other.int8_path)
+    assert a["op_histogram"] == b["op_histogram"] and a["inputs"] == b["inputs"]
+    assert a["quantization"]["tensors"] == b["quantization"]["tensors"] > 0
+    changed = {field for field, _, _, differs in compare(a, b) if differs}
+    assert {"content sha256", "quantization"} <= changed
 
 
 def test_description_has_io_ops_and_xnnpack(tiny_conversion):

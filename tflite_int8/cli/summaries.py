@@ -30,7 +30,9 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
                          + (f", top-1 {m['top1_agreement']:.0%}" if "top1_agreement" in m else "")
                          for n, m in outs.items())
         if stage == "quantize":
-            desc = f"{info.get('calibration_samples')} calibration samples"
+            ranges = (report.get("recipe") or {}).get("ranges", "minmax")
+            desc = f"{info.get('calibration_samples')} calibration samples, " + (
+                f"{ranges} activation ranges" if ranges else "the QAT model's own activation ranges")
         elif stage == "rewrite":
             desc = ", ".join(r["rewrite"] for r in info.get("rewrites", []) if r.get("applied")) or "none needed"
         elif stage == "int8_lint":

@@ -36,6 +36,19 @@ class ExportResult:
     simplify_seconds: float = 0.0  # onnxslim's share of the export stage
 
 
+def _forward(module: Any, dummies: tuple, table: InputTable) -> Any:
+    """The model run once on zeros of the shapes it will be exported at; a failure names those shapes."""
+    try:
+        return module(*dummies)
+    except Exception as exc:
+        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in table)
+        raise ConversionError(
+            f"the model does not run on input(s) {shapes} ({type(exc).__name__}: {exc}). These shapes come from "
+            f"the calibration data (photos: the preprocessing size, 224x224 by default; an array: its shape after "
+            f"the sample axis); give data of the model's own input shape (--data x.npy holding (N, *shape), a .npz "
+            f"per input name) or fix it with --input-shape NAME:DIMS", stage="export") from None
+
+
 def export(module: Any, onnx_path: str | Path, inputs: Sequence[int] | InputTable, *,
            check_inputs: Sequence[Any] = (), input_name: str = "input") -> ExportResult:
     """Trace ``module`` at the static shape(s) ``inputs`` to ONNX (opset 17), simplify, check against PyTorch.
@@ -58,7 +71,7 @@ def export(module: Any, onnx_path: str | Path, inputs: Sequence[int] | InputTabl
     try:
         with warnings.catch_warnings(), torch.no_grad(), redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            names = output_names(module(*dummies))
+            names = output_names(_forward(module, dummies, table))
             torch.onnx.export(module, dummies, str(raw), opset_version=OPSET, input_names=table.names,
                               output_names=names, do_constant_folding=True, dynamo=False)
     except ConversionError:

@@ -6,6 +6,7 @@ how many pieces XNNPACK takes, size.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     info = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "quantization": _quantization(tensors),
         "inputs": [dict(i.to_dict(), accepts=i.float_range()) for i in inputs],
         "outputs": [dict(o.to_dict(), represents=o.float_range()) for o in outputs],
         "op_histogram": dict(sorted(histogram.items())),
@@ -53,6 +56,18 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     }
     info["verdict"] = _verdict(info, ops, tensors)
     return info
+
+
+def _quantization(tensors: dict) -> dict[str, Any]:
+    """How many tensors carry quantization parameters, and a digest of all of them in tensor order: two files with
+    the same ops and I/O but other activation ranges (``--ranges``) or weight scales differ here."""
+    digest, n = hashlib.sha256(), 0
+    for _, t in sorted(tensors.items()):
+        q = t["quantization_parameters"]
+        if len(q["scales"]):
+            n += 1
+            digest.update(q["scales"].astype("float32").tobytes() + q["zero_points"].astype("int64").tobytes())
+    return {"tensors": n, "digest": digest.hexdigest()[:16]}
 
 
 def _in_order(names: Any, infos: list) -> list[str]:
@@ -138,7 +153,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str, str, b
         q = f" scale {_num(t['scale'])} zp {t['zero_point'][:4]}" if t["scale"] else ""
         return f"{t['dtype']} {t['shape']}{q}" + (f" = {rng[0]:.4g}..{rng[1]:.4g}" if rng else "")
 
-    rows = [("verdict", a["verdict"], b["verdict"]), ("size", f"{a['size_bytes']:,} B", f"{b['size_bytes']:,} B")]
+    def quant(d: dict) -> str:
+        return f"{d['quantization']['tensors']} tensors, parameters {d['quantization']['digest']}"
+
+    rows = [("verdict", a["verdict"], b["verdict"]), ("size", f"{a['size_bytes']:,} B", f"{b['size_bytes']:,} B"),
+            ("content sha256", a["sha256"][:16], b["sha256"][:16]), ("quantization", quant(a), quant(b))]
     for kind in ("inputs", "outputs"):
         for k in range(max(len(a[kind]), len(b[kind]))):
             ta = io(a[kind][k]) if k < len(a[kind]) else "-"
