@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflite_int8.cli.summaries import classification_lines
+from tflite_int8.cli.summaries import batch_summary, classification_lines
 from tflite_int8.verify.tasks import ClassificationTask
 
 
@@ -25,3 +25,11 @@ def test_classification_lines_show_both_agreements_and_confident_flips_first():
     assert lines[3].startswith("    ! sure.jpg: float 'cat' (p 0.96) -> int8 'dog'")
     assert lines[4].startswith("      unsure.jpg: float 'dog' (p 0.36) -> int8 'cat'")
     assert "give --class-names" in classification_lines(summary, None)[2]
+
+
+def test_batch_table_says_where_a_cut_message_is_whole():
+    row = {"model": "qat", "status": "bad input", "seconds": 5.0, "stage": "convert", "error": "refused " + "x" * 300}
+    short = {"model": "ok", "status": "passed", "seconds": 1.0, "failures": []}
+    lines = batch_summary({"models": [short, row], "exit_code": 2, "executor": {"executor": "local"}}, "out/").splitlines()
+    assert lines[1].endswith("1.0  ") and "batch.json" not in lines[1]
+    assert lines[2].endswith("... (whole in batch.json)") and "refused " + "x" * 100 in lines[2]

@@ -359,8 +359,10 @@ def batch_summary(doc: dict[str, Any], out_dir: str) -> str:
         sqnr = f"{r['sqnr_db']:8.1f}" if r.get("sqnr_db") is not None else f"{'-':>8}"
         size = f"{r['int8_bytes'] / 1e6:6.2f}" if r.get("int8_bytes") else f"{'-':>6}"
         note = (f"{r['stage']}: {r['error']}" if r.get("error") else "; ".join(r.get("failures", [])))
-        lines.append(f"{r['model'][:20]:20} {r['status']:14} {top1:>7} {cos} {sqnr} {size} {r['seconds']:6.1f}  "
-                     f"{note.splitlines()[0][:160] if note else ''}")
+        first = note.splitlines()[0] if note else ""
+        if len(first) > 160 or first != note:
+            first = first[:160] + "... (whole in batch.json)"
+        lines.append(f"{r['model'][:20]:20} {r['status']:14} {top1:>7} {cos} {sqnr} {size} {r['seconds']:6.1f}  {first}")
     for r in doc["models"]:
         lines += [f"warning ({r['model']}): {w}" for w in r.get("warnings", [])]
     worst = {0: "every model passed", 1: "a check failed", 2: "a model had bad input or did not convert"}
