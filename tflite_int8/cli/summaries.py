@@ -362,7 +362,8 @@ def batch_summary(doc: dict[str, Any], out_dir: str) -> str:
         first = note.splitlines()[0] if note else ""
         if len(first) > 160 or first != note:
             first = first[:160] + "... (whole in batch.json)"
-        lines.append(f"{r['model'][:20]:20} {r['status']:14} {top1:>7} {cos} {sqnr} {size} {r['seconds']:6.1f}  {first}")
+        lines.append(f"{r['model'][:20]:20} {r['status']:14} {top1:>7} {cos} {sqnr} {size} {r['seconds']:6.1f}  "
+                     f"{first}")
     for r in doc["models"]:
         lines += [f"warning ({r['model']}): {w}" for w in r.get("warnings", [])]
     worst = {0: "every model passed", 1: "a check failed", 2: "a model had bad input or did not convert"}

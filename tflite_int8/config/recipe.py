@@ -14,7 +14,8 @@ from ..errors import InputError
 IO_DTYPES = ("int8", "uint8")
 DEFAULT_RANGES = "mse"  # the best measured recipe within 2x the conversion time (BENCHMARKS.md "default recipe")
 RANGES = {"mse": "MSE-optimal (default): clips rare extremes for a finer int8 step; reads the calibration data twice",
-          "minmax": "the calibration's plain min/max: one pass, every extreme kept (the default before MSE was measured better)"}
+          "minmax": "the calibration's plain min/max: one pass, every extreme kept (the default before MSE was "
+                    "measured better)"}
 
 
 @dataclass(frozen=True)
@@ -93,5 +94,6 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Recipe":
+        """A recorded recipe; a record without ``ranges`` was written while min/max was the default."""
         return cls(io_dtype=data.get("io_dtype", "int8"), per_channel=data.get("per_channel", True),
-                   variants=tuple(data.get("variants", ())), ranges=data.get("ranges", "minmax"))  # no key: written before MSE became the default
+                   variants=tuple(data.get("variants", ())), ranges=data.get("ranges", "minmax"))
