@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from benchmarks.common import confident_cell
+
 CALIB_VIEWS, VERIFY_VIEWS = 10, 25
 MODEL = "tflite_int8.zoo:mobilenet_v2"
 
@@ -86,9 +88,7 @@ def table(r: dict[str, Any]) -> list[str]:
     lines = ["| rounding | top-1 agreement | confident (n) | logits cosine | weights off the grid | time to round s | "
              "ms (1 thread) | x baseline int8 |", "|---|---|---|---|---|---|---|---|"]
     for name, m in r["rows"].items():
-        conf = m["top1_agreement_confident"]
-        lines.append(f"| {name}: {m['how']} | {m['top1_agreement']:.1%} | "
-                     f"{'-' if conf is None else f'{conf:.1%}'} ({m['confident_samples']}) | {m['cosine']:.4f} | "
+        lines.append(f"| {name}: {m['how']} | {m['top1_agreement']:.1%} | {confident_cell(m)} | {m['cosine']:.4f} | "
                      f"{m['weights_off_the_converter_grid']} | {m['seconds']:.0f} | {m['latency_ms']:.2f} | "
                      f"{m['latency_ratio']:.2f}x |")
     return lines

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import confident_cell
+
 CANDIDATES = {"minmax": "min/max activation ranges (the converter's own)",
               "mse": "MSE-optimal activation ranges (--ranges mse)"}
 IMAGENET = {"efficientnet-lite0": "tflite_int8.zoo:efficientnet_lite0", "mobilenet-v2": "tflite_int8.zoo:mobilenet_v2"}
@@ -132,9 +134,7 @@ def table(r: dict[str, Any]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for model, rows in r["imagenet"].items():
         for cand, m in rows.items():
-            conf = m["top1_agreement_confident"]
-            lines.append(f"| {model} | {cand} | {m['top1_agreement']:.1%} | "
-                         f"{'-' if conf is None else f'{conf:.1%}'} ({m['confident_samples']}) | {m['cosine']:.4f} | "
+            lines.append(f"| {model} | {cand} | {m['top1_agreement']:.1%} | {confident_cell(m)} | {m['cosine']:.4f} | "
                          f"{m['wall_s']:.0f} ({m['wall_s'] / rows['minmax']['wall_s']:.2f}x) |")
     lines += ["", "| detector recipe | mAP50-95 float | int8 | drop (points) | box agreement | conversion s (ratio) |",
               "|---|---|---|---|---|---|"]

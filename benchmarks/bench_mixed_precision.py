@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks.common import confident_cell
+
 CALIB_VIEWS, VERIFY_VIEWS = 10, 25
 MODEL = "tflite_int8.zoo:mobilenet_v2"
 KS = (1, 3, 5, 10)
@@ -259,9 +261,8 @@ def table(r: dict[str, Any]) -> list[str]:
             lines.append(f"| {name}: {m['how']} | {m.get('int16_ops', '-')} | failed: {m['error'][:150]} |"
                          + " |" * 9)
             continue
-        conf = m["top1_agreement_confident"]
         lines.append(f"| {name}: {m['how']} | {m['int16_ops']} / {m['int16_in_file']} | {m['top1_agreement']:.1%} | "
-                     f"{'-' if conf is None else f'{conf:.1%}'} ({m['confident_samples']}) | {m['cosine']:.4f} | "
+                     f"{confident_cell(m)} | {m['cosine']:.4f} | "
                      f"{m['latency_ms']:.2f} | {m['latency_ratio']:.2f}x | {'yes' if m['within_budget'] else 'no'} | "
                      f"{m['xnnpack_partitions']} | {m['float_ops']} | {'/'.join(m['io'])} | {m['seconds']:.0f} |")
     return lines

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import confident_cell
+
 CALIB_VIEWS, VERIFY_VIEWS, TRAIN_VIEWS, CHECK_VIEWS = 10, 25, 40, 2
 QAT_ROW = "QAT (own scales)"
 MODEL = "tflite_int8.zoo:mobilenet_v2"
@@ -210,9 +212,7 @@ def table(r: dict[str, Any]) -> list[str]:
     lines = ["| model | top-1 agreement | top-1, confident samples | top-5 agreement | mean logits cosine | SQNR dB | "
              "size MB |", "|---|---|---|---|---|---|---|"]
     for name, m in r["rows"].items():
-        sure = m["top1_agreement_confident"]
-        lines.append(f"| {name} | {m['top1_agreement']:.1%} | "
-                     f"{'n/a' if sure is None else format(sure, '.1%')} ({m['confident_samples']}) | "
+        lines.append(f"| {name} | {m['top1_agreement']:.1%} | {confident_cell(m, 'n/a')} | "
                      f"{m['top5_agreement']:.1%} | {m['cosine']:.4f} | {m['sqnr_db']:.1f} | {m['bytes'] / 1e6:.2f} |")
     ptq = {k: v for k, v in r["rows"].items() if k.startswith("PTQ")}
     q = r["rows"][QAT_ROW]

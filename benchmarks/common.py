@@ -25,6 +25,12 @@ def machine() -> str:
             f"{mem:.0f} GiB, Python {platform.python_version()}; {vers}")
 
 
+def confident_cell(m: dict[str, Any], none: str = "-") -> str:
+    """A table cell: top-1 agreement on the float model's confident samples, and how many there were."""
+    conf = m["top1_agreement_confident"]
+    return f"{none if conf is None else f'{conf:.1%}'} ({m['confident_samples']})"
+
+
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:
     """Median seconds of ``fn`` (the project's one timing rule: tflite_int8.portable.timing)."""
     from tflite_int8.portable.timing import interleaved
