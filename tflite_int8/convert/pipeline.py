@@ -354,7 +354,7 @@ def _describe_files(files: dict[str, Path], onnx_outputs: list[str]) -> tuple[di
     described, tensors = {}, {}
     for variant, path in files.items():
         info = describe(path, trusted=True)
-        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": file_sha256(path),
+        described[variant] = {"file": path.name, "bytes": info["size_bytes"], "sha256": info["sha256"],
                               "verdict": info["verdict"], "op_histogram": info["op_histogram"],
                               "float_ops": info["float_ops"]}
         if variant == FULL_INTEGER:

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..data.images import file_sha256
 from .adapter import io_infos
 from .interpreter import check_header, load_interpreter
 from .metadata import metadata_entries, names_in_order, read_metadata
@@ -40,7 +41,7 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     info = {
         "path": str(path),
         "size_bytes": path.stat().st_size,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "quantization": _quantization(tensors),
         "inputs": [dict(i.to_dict(), accepts=i.float_range()) for i in inputs],
         "outputs": [dict(o.to_dict(), represents=o.float_range()) for o in outputs],
