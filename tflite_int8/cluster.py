@@ -238,11 +238,11 @@ class RayExecutor:
     def _cancel(self, pending: list[Any]) -> None:
         """Cancel what is left and wait until it has ended (a cancelled call may still be writing files)."""
         ray = self._ray
-        left = list(pending)
-        while left:  # a cancel that reaches a task while its worker is only starting it can be lost: repeat it
-            for r in left:
-                ray.cancel(r)
-            _, left = ray.wait(left, num_returns=len(left), timeout=1.0)
+        for r in pending:
+            ray.cancel(r)
+        _, left = ray.wait(pending, num_returns=len(pending), timeout=1.0) if pending else ([], [])
+        for r in left:  # a plain cancel can be lost (ray-project/ray#32954, #12080): end its worker instead
+            ray.cancel(r, force=True)
         for r in pending:
             try:
                 ray.get(r)
