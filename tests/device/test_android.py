@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -145,3 +146,51 @@ def test_compare_turns_real_arm64_results_into_a_verdict(tiny_bundle, tmp_path, 
     assert report["passed"] and o["max_step_diff"] <= 1 and o["min_cosine"] > 0.999
     assert main(["android", "compare", str(golden), str(tiny_bundle)]) == 0
     assert "aarch64" in capsys.readouterr().out
+
+
+def _device_run(bundle: Path, tmp_path: Path) -> dict:
+    """The bundle run by the device runner (LiteRT, XNNPACK) as a phone would, compared here."""
+    results = tmp_path / "results.json"
+    subprocess.run([sys.executable, "-m", "tflite_int8.portable.device_runner", str(bundle), str(results),
+                    "--runs", "2", "--warmup", "1"], check=True, capture_output=True)
+    return android.compare(results, bundle)
+
+
+def test_a_two_input_model_is_bundled_input_by_input(two_input_conversion, kinds_data, tmp_path):
+    """image [1, 3, 32, 32] (TFLite NHWC) + feats [1, 16]: each input quantized in the file's own layout."""
+    data = kinds_data / "two_verify.npz"
+    m = android.bundle(two_input_conversion.out_dir, tmp_path / "b", data=str(data), num_samples=3)
+    runner = Runner(two_input_conversion.int8_path)
+    ins, _ = runner.interpreter_order()
+    assert [t["name"] for t in m["inputs"]] == [i.name for i in ins] and len(ins) == 2
+    assert {tuple(t["shape"]) for t in m["inputs"]} == {(1, 32, 32, 3), (1, 16)}
+    arrays = np.load(data)
+    for s in m["samples"]:
+        assert len(s["inputs"]) == 2
+        k = int(re.search(r"\[(\d+)\]", s["source"])[1])  # the .npz row this sample came from
+        for tensor, entry in zip(m["inputs"], s["inputs"]):
+            source = arrays["image" if len(tensor["shape"]) == 4 else "feats"][k:k + 1]
+            want = source.transpose(0, 2, 3, 1) if source.ndim == 4 else source
+            x = bf.read_tensor(tmp_path / "b" / entry["float_file"], tensor, as_float=True)
+            assert np.array_equal(x, want)  # the sample itself, in the layout the phone feeds
+            info = next(i for i in ins if i.name == tensor["name"])
+            assert np.array_equal(bf.read_tensor(tmp_path / "b" / entry["file"], tensor), quantize(want, info))
+    report = _device_run(tmp_path / "b", tmp_path)
+    assert report["passed"], report["failures"]
+    assert len(report["outputs"]) == 1 and report["outputs"][0]["max_step_diff"] <= 1
+
+
+def test_a_model_without_image_input_needs_data_and_is_bundled(tmp_path, kinds_data):
+    from tests.models import tabular
+    from tflite_int8 import convert
+
+    conv = convert(tabular(), tmp_path / "tab", data=kinds_data / "tabular_calib.npy")
+    with pytest.raises(InputError, match="has no image input"):
+        android.bundle(conv.out_dir, tmp_path / "nodata")
+    assert not (tmp_path / "nodata").exists()
+    assert main(["android", "bundle", str(conv.out_dir), "-o", str(tmp_path / "b"), "--data",
+                 str(kinds_data / "tabular_verify.npy"), "--num-samples", "4"]) == 0
+    m = bf.read_manifest(tmp_path / "b")
+    assert [t["shape"] for t in m["inputs"]] == [[1, 32]] and len(m["samples"]) == 4
+    assert m["model"]["inputs"][0]["kind"] == "tensor"
+    assert _device_run(tmp_path / "b", tmp_path)["passed"]

@@ -192,9 +192,9 @@ def recover(args: argparse.Namespace) -> int:
 def android_bundle(args: argparse.Namespace) -> int:
     limits = {k: v for k, v in (("max_step_diff", args.max_step_diff), ("min_cosine", args.min_cosine))
               if v is not None}
-    manifest = android.bundle(args.target, args.out, spec=spec_from_args(args), data=args.data,
-                              num_samples=args.num_samples, seed=args.seed, thresholds=limits, runs=args.runs,
-                              force=args.force)
+    manifest = android.bundle(args.target, args.out, spec=spec_from_args(args),
+                              data=data_from_args(args.data), num_samples=args.num_samples, seed=args.seed,
+                              thresholds=limits, runs=args.runs, force=args.force)
     print(f"bundle {args.out}: {manifest['model']['bytes']:,} B model, {len(manifest['samples'])} samples, "
           f"thresholds {manifest['thresholds']}")
     return 0

@@ -235,7 +235,8 @@ def _add_android(sub: Any) -> None:
     b = asub.add_parser("bundle", help="write a bundle (model, quantized inputs, expected outputs, manifest)")
     b.add_argument("target", help="a conversion output folder, or an int8 .tflite (then give --preset/--spec)")
     b.add_argument("-o", "--out", required=True, help="bundle directory (must not exist unless --force)")
-    b.add_argument("--data", help="images folder or .npy of float inputs (default: the bundled photos)")
+    b.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                   help=f"inputs to bundle: {DATA_HELP} (default: the bundled photos)")
     b.add_argument("--num-samples", type=int, default=8, help="verification inputs (default 8)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--max-step-diff", type=int, help="allowed output difference in int8 steps (default 1)")

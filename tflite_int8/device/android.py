@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..convert.record import read_conversion
 from ..data.files import check_destination, dump_json, staging
@@ -26,8 +27,9 @@ from ..data.readers import default_data_dir, open_reader
 from ..errors import InputError, Int8Error
 from ..portable import bundle_format as bf
 from ..progress import Progress, step
-from ..runtime.adapter import Runner, quantize
+from ..runtime.adapter import Runner, quantize, read_io
 from ..runtime.interpreter import probe
+from ..runtime.metadata import input_table, read_metadata
 from ..runtime.versions import __version__, versions
 
 DEVICE_DIR = "/data/local/tmp/tflite_int8"
@@ -41,19 +43,46 @@ def _tensor(t: Any) -> dict[str, Any]:
             "quantized_dimension": t.quantized_dimension}
 
 
-def _resolve(target: str | Path, spec: PreprocessSpec | None) -> tuple[Path, PreprocessSpec | None, Any]:
-    """The model, its image preprocessing, and its inputs when they are not images (a conversion's tensor input)."""
+def _resolve(target: str | Path, spec: PreprocessSpec | None, data: Any) -> tuple[Path, InputTable]:
+    """The model and its inputs: a conversion's (the image input's preprocessing replaced by ``spec`` if given),
+    the file's own metadata, or for a file without any, one input described by ``spec`` or by ``data``."""
     path = Path(target)
     if path.is_dir():
         conv = read_conversion(path)
-        model = conv.int8_path
-        if not model.is_file():
-            raise InputError(f"{path}: the full-integer model {model.name} is missing")
-        tensors = conv.inputs if spec is None and not conv.inputs.images else None
-        return model, spec or conv.spec, tensors
+        if not conv.int8_path.is_file():
+            raise InputError(f"{path}: the full-integer model {conv.int8_path.name} is missing")
+        return conv.int8_path, _with_image_spec(conv.inputs, spec, path)
     if path.suffix.lower() != ".tflite" or not path.is_file():
         raise InputError(f"{target} is neither a conversion output folder nor a .tflite file")
-    return path, spec, None
+    declared = input_table(read_metadata(path), path)
+    if declared is not None:
+        return path, _with_image_spec(declared, spec, path)
+    ins = read_io(path)[0]
+    if len(ins) != 1:
+        raise InputError(f"{path.name} has {len(ins)} inputs ({', '.join(i.name for i in ins)}) and no tflite_int8 "
+                         f"metadata saying what each takes: bundle its conversion folder, or a file written by "
+                         f"tflite-int8 convert")
+    (info,) = ins
+    if spec is not None:
+        return path, InputTable.single(spec, name=info.name)
+    if data is None or Path(str(data)).suffix.lower() != ".npy":
+        raise InputError(f"{path.name}: without a conversion folder or a preprocessing spec (--preset/--spec), give "
+                         f"--data as a .npy of float inputs ({', '.join(map(str, ['N', *info.shape[1:]]))}, the "
+                         f"TFLite layout)")
+    if len(info.shape) == 4:  # arrays as the file takes them: channels-last
+        return path, InputTable.single(PreprocessSpec(size=tuple(info.shape[1:3]), layout="NHWC"), name=info.name)
+    return path, InputTable((InputSpec(info.name, tuple(info.shape)),))
+
+
+def _with_image_spec(table: InputTable, spec: PreprocessSpec | None, source: Path) -> InputTable:
+    """``table`` with its one image input's preprocessing replaced by ``spec`` (None: as declared)."""
+    if spec is None:
+        return table
+    images = table.images
+    if len(images) != 1:
+        raise InputError(f"{source}: --preset/--spec describe one image input; the model has {len(images)}")
+    spec = spec if spec.size is not None else spec.with_overrides(size=images[0].preprocess.size)
+    return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in table))
 
 
 def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
@@ -61,8 +90,10 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
            warmup: int = 3, runs: int = 20, force: bool = False) -> dict[str, Any]:
     """Write a bundle for ``target`` (a conversion folder or a .tflite) into ``out_dir``; return its manifest.
 
-    Inputs come from ``data`` (images with a preprocessing spec, or a .npy of float inputs; default: the
-    bundled photos), quantized with the adapter; expected outputs are the host interpreter's raw outputs.
+    Every input of the model, of any kind and number: ``data`` as ``convert`` takes it (a folder of photos for
+    the image input, a ``.npy`` for a single input, a ``.npz`` or {input name: source}; default: the bundled
+    photos), each quantized with the adapter in the file's own layout; expected outputs are the host
+    interpreter's raw outputs.  The manifest lists inputs and outputs in the interpreter's order (LiteRT's).
     """
     if num_samples < 1:
         raise InputError(f"num_samples must be at least 1, got {num_samples}")
@@ -71,23 +102,48 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
         raise InputError(f"unknown bundle threshold(s) {sorted(unknown)}; known: {sorted(bf.DEFAULT_THRESHOLDS)}")
     out = Path(out_dir)
     check_destination(out, force)
-    model, spec, tensors = _resolve(target, spec)
+    model, table = _resolve(target, spec, data)
     probe(model)
-    runner = Runner(model, spec, trusted=True)
-    others = {k: Runner(model, spec, op_resolver=k, trusted=True) for k in ("no-delegates", "reference")}
-    spread: dict[str, list[dict[str, Any]]] = {k: [] for k in others}
+    if data is None and not table.images:
+        raise InputError(f"{model.name} has no image input ({', '.join(table.names)}): give --data (a .npy for one "
+                         f"input, a .npz with one array per input name, or NAME=PATH per input)")
+    runner = Runner(model, trusted=True, inputs=table)
+    others = {k: Runner(model, op_resolver=k, trusted=True, inputs=table) for k in ("no-delegates", "reference")}
     ins, outs = runner.interpreter_order()
-    if spec is None:
-        if data is None or Path(data).suffix.lower() != ".npy":
-            raise InputError(f"{model.name}: without a conversion folder or a preprocessing spec (--preset/--spec), "
-                             f"give --data as a .npy of float inputs")
-        spec = PreprocessSpec(size=tuple(ins[0].shape[1:3]), layout="NHWC") if len(ins[0].shape) == 4 else None
-    if len(ins) != 1 or spec is None:
-        raise InputError(f"{model.name} has {len(ins)} inputs of shapes {[list(i.shape) for i in ins]}; bundles "
-                         f"support one image-like input")
-    reader = open_reader(data if data is not None else default_data_dir(), tensors or spec, num_samples=num_samples,
+    reader = open_reader(data if data is not None else default_data_dir(), table, num_samples=num_samples,
                          seed=seed, warn_few=False)
-    manifest: dict[str, Any] = {
+    manifest = _manifest(model, ins, outs, thresholds, warmup, runs, getattr(reader, "description", str(data)))
+    manifest["model"]["inputs"] = table.to_list()
+    declared = dict(zip((i.index for i in runner.inputs), runner.input_specs))
+    with staging(out, force) as stage:
+        shutil.copyfile(model, stage / "model.tflite")
+        manifest["model"]["sha256"] = bf.sha256(stage / "model.tflite")
+        manifest["model"]["bytes"] = (stage / "model.tflite").stat().st_size
+        (stage / "inputs").mkdir()
+        (stage / "expected").mkdir()
+        spread: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in others}
+        for k, sample in enumerate(reader):
+            name = f"{k:03d}"
+            arrays = dict(zip(table.names, sample.arrays(table.names)))
+            entries, raw = _sample_inputs(stage, name, ins, declared, arrays)
+            raw_in = [raw[i.index] for i in runner.inputs]  # Runner.invoke takes the model's order
+            raw_outs = runner.invoke(raw_in)
+            for kind, other in others.items():
+                spread[kind].append([bf.compare_output(np.asarray(r), np.asarray(r2), _tensor(o)) for o, r, r2 in
+                                     zip(runner.outputs, raw_outs, other.invoke(raw_in))])
+            expected = [_write(stage, f"expected/{name}_{j}.raw", r, o.dtype) for j, (o, r) in
+                        enumerate(zip(runner.outputs, raw_outs))]
+            by_index = {o.index: e for o, e in zip(runner.outputs, expected)}
+            manifest["samples"].append({"name": name, "source": sample.name, "inputs": entries,
+                                        "expected": [by_index[o.index] for o in outs]})
+        manifest["host_kernel_spread"] = _spread(runner.outputs, spread)
+        (stage / "manifest.json").write_text(dump_json(manifest) + "\n")
+    return manifest
+
+
+def _manifest(model: Path, ins: list, outs: list, thresholds: Mapping[str, float] | None, warmup: int, runs: int,
+              data: str) -> dict[str, Any]:
+    return {
         "format": bf.BUNDLE_FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tool": {"tflite_int8": __version__, "python": platform.python_version(), "machine": platform.machine(),
@@ -96,36 +152,27 @@ def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | No
         "rounding": "xnnpack: q = clamp(rint(x * (1/scale)) + zero_point), float32, ties to even",
         "inputs": [_tensor(t) for t in ins], "outputs": [_tensor(t) for t in outs],
         "samples": [], "thresholds": {**bf.DEFAULT_THRESHOLDS, **(thresholds or {})},
-        "timing": {"warmup": warmup, "runs": runs},
-        "data": getattr(reader, "description", str(data)),
+        "timing": {"warmup": warmup, "runs": runs}, "data": data,
     }
-    with staging(out, force) as stage:
-        shutil.copyfile(model, stage / "model.tflite")
-        manifest["model"]["sha256"] = bf.sha256(stage / "model.tflite")
-        manifest["model"]["bytes"] = (stage / "model.tflite").stat().st_size
-        (stage / "inputs").mkdir()
-        (stage / "expected").mkdir()
-        for k, sample in enumerate(reader):
-            name = f"{k:03d}"
-            x = (tensors.specs[0].to_tflite(sample.x) if tensors is not None else
-                 spec.to_nhwc(sample.x) if sample.x.ndim == 4 else sample.x).astype(np.float32)
-            info = ins[0]
-            q = quantize(x, info) if info.quantized else x.astype(info.dtype)
-            entry = _write(stage, f"inputs/{name}_0.raw", q, info.dtype)
-            float_entry = _write(stage, f"inputs/{name}_0.f32", x, "float32")
-            entry.update({"float_file": float_entry["file"], "float_sha256": float_entry["sha256"]})
-            raw_outs = runner.invoke([q])
-            for kind, other in others.items():
-                spread[kind].append([bf.compare_output(np.asarray(r), np.asarray(r2), _tensor(o)) for o, r, r2 in
-                                     zip(runner.outputs, raw_outs, other.invoke([q]))])
-            expected = [_write(stage, f"expected/{name}_{j}.raw", r, o.dtype) for j, (o, r) in
-                        enumerate(zip(runner.outputs, raw_outs))]
-            by_index = {o.index: e for o, e in zip(runner.outputs, expected)}
-            manifest["samples"].append({"name": name, "source": sample.name, "inputs": [entry],
-                                        "expected": [by_index[o.index] for o in outs]})
-        manifest["host_kernel_spread"] = _spread(runner.outputs, spread)
-        (stage / "manifest.json").write_text(dump_json(manifest) + "\n")
-    return manifest
+
+
+def _sample_inputs(stage: Path, name: str, ins: list, declared: Mapping[int, InputSpec | None],
+                   arrays: Mapping[str, np.ndarray]) -> tuple[list[dict[str, str]], dict[int, np.ndarray]]:
+    """One sample's inputs written in the interpreter's order: each in the file's layout, quantized by the adapter's
+    rule (an integer input, e.g. token ids, as it is) and, when quantized, its float values beside it."""
+    entries, raw = [], {}
+    for j, info in enumerate(ins):
+        spec = declared[info.index]
+        x = np.asarray(arrays[spec.name] if spec is not None else arrays[info.name])
+        x = spec.to_tflite(x) if spec is not None else x
+        q = quantize(x.astype(np.float32), info) if info.quantized else np.ascontiguousarray(x.astype(info.dtype))
+        entry = _write(stage, f"inputs/{name}_{j}.raw", q, info.dtype)
+        if info.quantized:
+            f = _write(stage, f"inputs/{name}_{j}.f32", x.astype(np.float32), "float32")
+            entry.update({"float_file": f["file"], "float_sha256": f["sha256"]})
+        entries.append(entry)
+        raw[info.index] = q
+    return entries, raw
 
 
 def _spread(outputs: list, rows: dict[str, list[list[dict[str, Any]]]]) -> list[dict[str, Any]]:
