@@ -36,7 +36,7 @@ THRESHOLD_FLAGS = {
     "min-box-agreement": ("box_agreement", "detection: float/int8 box agreement"),
     "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),
     "min-qat-within-1-step": ("qat_within_1_step", "QAT conversions: fraction of int8 output values within one "
-                              "output step of the model's own simulation (its QDQ model in ONNX Runtime)"),
+                              "output step of the model's own simulation (its QDQ model as float fake-quant)"),
     "min-sequence-match": ("sequence_match", "ctc: fraction of lines whose int8 text equals the float text"),
     "max-cer": ("char_error_rate", "ctc: character error rate of the int8 text vs the float text"),
     "min-pixel-agreement": ("pixel_agreement", "segment: per-pixel class agreement"),

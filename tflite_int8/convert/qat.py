@@ -24,7 +24,7 @@ from ..config.recipe import Recipe
 from ..errors import AlreadyQuantizedError, ConversionError
 from ..runtime.adapter import Runner
 from ..runtime.metrics import align_layout, step_agreement
-from ..runtime.reference import run_onnx
+from ..runtime.reference import SIMULATION, run_simulation
 from .converter import converter_order
 from .qat_params import QatPlan
 from .qdq import read_qdq, strip
@@ -88,15 +88,16 @@ def section(plan: QatPlan, float_onnx: str = FLOAT_ONNX) -> dict[str, Any]:
 
 def simulation_check(int8_path: Path, qdq_onnx: Path, table: InputTable, feeds: Sequence[dict[str, np.ndarray]],
                      names: Sequence[str]) -> dict[str, Any]:
-    """The int8 file (through the adapter) vs the QDQ model in ONNX Runtime, in output quantization steps."""
+    """The int8 file (through the adapter) vs the QDQ model as float fake-quant (ONNX Runtime, graph optimizations
+    off: never its integer kernels), in output quantization steps."""
     runner = Runner(int8_path, trusted=True, output_names=list(names), inputs=table)
     steps = {o.name: o.scales[0] for o in runner.outputs if o.quantized and not o.per_axis}
     diffs: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed, ref in zip(feeds, run_onnx(qdq_onnx, feeds)):
+    for feed, ref in zip(feeds, run_simulation(qdq_onnx, feeds)):
         got = runner.feed(feed)
         for n, r in zip(names, ref):
             diffs[n].append(((align_layout(r, got[n]).astype(np.float64) - r) / steps[n]).ravel())
-    return {"reference": f"onnxruntime on {qdq_onnx.name} (the QAT simulation)",
+    return {"reference": f"{qdq_onnx.name} as {SIMULATION} (the QAT simulation)",
             "candidate": "tflite int8 (via adapter)",
             "outputs": {n: step_agreement(np.concatenate(d)) for n, d in diffs.items()}}
 

@@ -221,7 +221,7 @@ def _qat_layers(report: dict) -> str:
              f"{r['exact']:.2%}", f"{r['within_1_step']:.2%}", _f(r["max_steps"], 0), "departs" if r["departs"] else ""]
             for r in report["qat_layers"]]
     return ("<h2>Int8 file vs its QAT simulation, tensor by tensor</h2><p>Each fake-quantized tensor read from the "
-            "QDQ model (ONNX Runtime) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
+            "QDQ model (float fake-quant: ONNX Runtime, graph optimizations off) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
             "in graph order. <b>Locally</b>: the simulation's op fed the int8 file's own input tensors — a tensor "
             "that departs here is where a parameter or a kernel's rounding differs. <b>End to end</b>: the "
             "simulation run from the input on its own — one-step rounding differences (int32 bias, fixed-point "

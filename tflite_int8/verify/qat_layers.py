@@ -1,7 +1,8 @@
 """Where a quantization-aware conversion departs from its own simulation, tensor by tensor.
 
 Every fake-quantized tensor that the int8 file holds (conversion.json ``qat.activations``) is read from
-both sides on the same samples: the QDQ model (``model.onnx``) in ONNX Runtime, and the int8 file run by
+both sides on the same samples: the QDQ model (``model.onnx``) as float fake-quant (ONNX Runtime, graph
+optimizations off), and the int8 file run by
 TFLite's built-in kernels with every tensor kept.  Each row gives, in that tensor's QAT steps, the share
 of values that are equal and within one step twice:
 
@@ -24,7 +25,7 @@ import numpy as np
 from ..config.inputs import InputTable
 from ..runtime.adapter import io_infos, quantize
 from ..runtime.metrics import align_layout, step_agreement
-from ..runtime.reference import onnx_feed
+from ..runtime.reference import onnx_feed, simulation_session
 
 DEPARTS = 0.99  # local within-1-step share below which a tensor is said to depart from the simulation
 FED = "::int8"  # suffix of the graph inputs that feed the int8 file's tensors into the cut simulation
@@ -89,10 +90,10 @@ def simulation_layers(out_dir: Path, report: dict[str, Any], samples: Sequence[A
 
 
 def _session(model: Any, names: list[str], cut: bool) -> tuple[Any, list[str]]:
-    """An ONNX Runtime session returning ``names``; ``cut``: every consumer of a tensor in ``names`` reads it
-    from a new graph input ``name + FED`` instead.  With the session, its input names."""
+    """The QDQ model's float fake-quant simulation (:func:`~tflite_int8.runtime.reference.simulation_session`)
+    returning ``names``; ``cut``: every consumer of a tensor in ``names`` reads it from a new graph input
+    ``name + FED`` instead.  With the session, its input names."""
     import onnx
-    import onnxruntime as ort
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -108,9 +109,7 @@ def _session(model: Any, names: list[str], cut: bool) -> tuple[Any, list[str]]:
                     used.add(name)
         m.graph.input.extend(onnx.helper.make_tensor_value_info(n + FED, onnx.TensorProto.FLOAT, None)
                              for n in sorted(used))
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = simulation_session(m)
     return sess, [i.name for i in sess.get_inputs()]
 
 
