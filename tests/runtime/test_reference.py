@@ -34,7 +34,8 @@ def _conv_qdq() -> onnx.ModelProto:
              helper.make_node("Conv", ["xd", "w", "b"], ["c"]),
              helper.make_node("QuantizeLinear", ["c", "y_s", "y_z"], ["yq"]),
              helper.make_node("DequantizeLinear", ["yq", "y_s", "y_z"], ["y"])]
-    graph = helper.make_graph(nodes, "conv_qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 16])],
+    graph = helper.make_graph(nodes, "conv_qdq",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 16, 16])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
                                helper.make_tensor_value_info("yq", TensorProto.UINT8, None)],
                               [numpy_helper.from_array(v, k) for k, v in inits.items()])
@@ -89,6 +90,7 @@ def test_simulation_is_the_numpy_fake_quant_and_integer_kernels_are_not():
     fused = ort_session(_conv_qdq()).run(None, {"x": x})[1]  # ORT's default: QLinearConv
     ties = fused[0, 0] != want[0, 0]
     # measured with onnxruntime 1.23 on an AVX2 host: 39 of the 128 ties in channel 0 rounded the other way
-    # (float32 arithmetic, the same on any x86 CPU), and 126 of 256 values in channel 1 saturated, up to 72 steps (AVX2 only)
+    # (float32 arithmetic, the same on any x86 CPU), and 126 of 256 values in channel 1 saturated, up to 72 steps
+    # (AVX2 only)
     assert ties.any() and (np.abs(fused[0, 0].astype(int) - want[0, 0]) <= 1).all(), int(ties.sum())
     assert (want[0, 1] > 0).any()

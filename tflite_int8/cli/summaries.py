@@ -385,4 +385,4 @@ def _qat_output(name: str, m: dict) -> str:
     text = f"{name}: cosine int8 {q.get('cosine', float('nan')):.4f} / simulation {sim.get('cosine', float('nan')):.4f}"
     if "top1_agreement" in q:
         text += f", top-1 {q['top1_agreement']:.1%} / {sim['top1_agreement']:.1%}"
-    return text + f", {m['within_1_step']:.1%} within 1 output step"
+    return text + (f", {m['within_1_step']:.1%} within 1 output step" if "within_1_step" in m else "")

@@ -55,7 +55,8 @@ def output_rows(int8_path: Path, qdq_onnx: Path, float_onnx: Path, table: InputT
         got = runner.feed(feed)
         for n, s, f in zip(names, sim, flt):
             g = align_layout(s, got[n])
-            diffs[n].append(((g.astype(np.float64) - s) / steps[n]).ravel())
+            if steps.get(n):  # a float output (not quantized) has no steps
+                diffs[n].append(((g.astype(np.float64) - s) / steps[n]).ravel())
             vs[n]["int8"].append(compare(f, g))
             vs[n]["simulation"].append(compare(f, s))
             if f.ndim == 2 and f.shape[0] == 1 and f.shape[1] > 1:
@@ -63,9 +64,9 @@ def output_rows(int8_path: Path, qdq_onnx: Path, float_onnx: Path, table: InputT
                 vs[n]["simulation_top1"].append(bool(np.argmax(s) == np.argmax(f)))
     out = {}
     for n in names:
-        row: dict[str, Any] = dict(step_agreement(np.concatenate(diffs[n])))
-        for side in ("int8", "simulation"):
-            row[f"{side}_vs_float"] = {"cosine": combine(vs[n][side], step=steps[n] if side == "int8" else None)["cosine"]}
+        row: dict[str, Any] = dict(step_agreement(np.concatenate(diffs[n]))) if diffs[n] else {}
+        for side in ("int8", "simulation"):  # both: samples below a few int8 steps of the float output not judged
+            row[f"{side}_vs_float"] = {"cosine": combine(vs[n][side], step=steps.get(n))["cosine"]}
             if vs[n][f"{side}_top1"]:
                 row[f"{side}_vs_float"]["top1_agreement"] = float(np.mean(vs[n][f"{side}_top1"]))
         row["samples"] = len(feeds)
