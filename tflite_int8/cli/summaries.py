@@ -94,6 +94,8 @@ def verify_summary(result: Any) -> str:
         if "skipped" in st:
             lines.append(f"{st['step']:16} skipped: {st['skipped']}")
             continue
+        if st.get("note"):
+            lines.append(f"{st['step']:16} ({st['note']})")
         for name, m in st.get("outputs", {}).items():
             lines.append(f"{st['step']:16} {st['compared_with']:16} {name[:20]:20} {m['cosine']:10.6f} "
                          f"{m['cosine_min']:10.6f} {m['sqnr_db']:8.1f} {m['max_abs_err']:10.4g}")
