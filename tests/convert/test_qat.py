@@ -1,5 +1,6 @@
 """Quantization-aware models: converted with their own scales (not re-calibrated), checked against their own
-simulation (the QDQ model in ONNX Runtime); re-calibration of a QAT model and stacked fake-quant refused."""
+simulation (the QDQ model as float fake-quant, ONNX Runtime with its graph optimizations off); re-calibration of
+a QAT model and stacked fake-quant refused."""
 from __future__ import annotations
 
 import copy
@@ -98,6 +99,9 @@ def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
     assert q["activations_exact"] == q["activations_in_tflite"] >= 4  # the 4 ranges, and a padding that keeps one
     assert [w["status"] for w in q["weights"]] == ["exact", "exact"]
     check = res.report["stages"]["int8_check"]
+    # against the float fake-quant simulation TFLite is bit exact here on any CPU (measured: exact 1.0; TFLite's
+    # fixed-point requantization meets no rounding tie on these samples).  It read 0.656 on an AVX2 host while the
+    # reference was ONNX Runtime's fused QLinearConv/QGemm (u8s8 saturation), 1.0 on VNNI only by coincidence
     assert check["qat_simulation"]["outputs"]["y"]["exact"] == 1.0
     # judged against its own simulation, not the float model (which its learned ranges may clip)
     assert check["judged_against"] == "qat_simulation" and res.passed and check["failures"] == []
@@ -164,7 +168,9 @@ def test_tflite_matched_qat_keeps_every_weight_and_scale(tflite_qat_conversion, 
 def test_tflite_matched_qat_follows_its_simulation(tflite_qat_conversion, quadrant_data):
     res = verify(tflite_qat_conversion.out_dir, data=quadrant_data["verify"])
     m = next(s for s in res.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]
-    assert m["within_1_step"] >= 0.99, m  # 96 samples x 4 logits against the QDQ model in ONNX Runtime
+    # 96 samples x 4 logits against the QDQ model as float fake-quant; measured: 100 % within one step, 80.2 % equal
+    # (0.786 within one step on an AVX2 host against ONNX Runtime's fused integer kernels, the old reference)
+    assert m["within_1_step"] >= 0.99, m
     rows = res.report["qat_layers"]
     assert len(rows) >= 6 and not [r for r in rows if r["departs"]], rows
     assert res.passed, res.failures
