@@ -205,3 +205,26 @@ def test_eager_qat_with_the_public_qconfig_keeps_every_weight(quadrant_data, tmp
     assert not [a for a in res.report["adjustments"] if "weight" in a or RECOMMENDED in a]
     m = verify(res.out_dir, data=quadrant_data["verify"])
     assert next(s for s in m.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]["within_1_step"] >= 0.99
+
+
+def test_a_relu_folded_into_the_fake_quant_stays_in_the_float_reference(tmp_path):
+    """ONNX Runtime's quantize_static drops a Relu (or ReLU6 Clip) whose output fake-quant starts at 0: the float
+    reference keeps a Relu there (MobileNetV2 so quantized: 35 of 65 ranges; without them its model_float.onnx had
+    cosine 0.13 with the float model), the translated grid graph does not need one (the int8 range clips)."""
+    from tflite_int8.convert.qdq import folded_relus
+
+    model = onnx.load(qdq_onnx(tmp_path / "qdq.onnx"))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.output[0] = relu.output[0]
+    model.graph.node.remove(relu)
+    qdq = read_qdq(model, "qdq.onnx")
+    assert folded_relus(model, qdq) == ["r_dq"]  # uint8, zero point 0, right after the Conv
+    assert folded_relus(onnx.load(qdq_onnx(tmp_path / "kept.onnx")), qdq) == []  # the Relu is there: nothing folded
+    ops = {form: [n.op_type for n in strip(model, qdq, form).graph.node] for form in ("float", "grid")}
+    assert ops["float"].count("Relu") == 1 and "Relu" not in ops["grid"], ops
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
+    folded, kept = strip(model, qdq, "float"), strip(onnx.load(tmp_path / "kept.onnx"), qdq, "float")
+    for m in (folded, kept):
+        m.ir_version = 8  # onnx's newest IR; ONNX Runtime 1.23 reads up to 11
+    np.testing.assert_allclose(run_onnx(folded, [x])[0][0], run_onnx(kept, [x])[0][0], rtol=1e-6)

@@ -24,7 +24,7 @@ from ..config.recipe import Recipe
 from ..errors import AlreadyQuantizedError, ConversionError
 from .converter import converter_order
 from .qat_params import QatPlan
-from .qdq import read_qdq, strip
+from .qdq import folded_relus, read_qdq, strip
 
 FLOAT_ONNX = "model_float.onnx"
 SIMULATION_STEP = "qat-simulation"
@@ -56,6 +56,7 @@ def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
 
     model = onnx.load(str(onnx_path))
     qdq = read_qdq(model, source)
+    relus = folded_relus(model, qdq)
     grid = work / "model_qat_grid.onnx"
     onnx.save(strip(model, qdq, "grid"), str(grid))
     translate_path = work / "model_qat_grid_slim.onnx"
@@ -68,7 +69,13 @@ def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
             raise ConversionError(f"onnxslim could not simplify the {form} graph of {source}: {exc}",
                                   stage="export") from None
         onnx.save(slim, str(path))
-    return translate_path, QatPlan(qdq, grid, list(probe), table, converter_order(table))
+    plan = QatPlan(qdq, grid, list(probe), table, converter_order(table))
+    if relus:
+        plan.adjustments.append(f"{FLOAT_ONNX}: {len(relus)} fake-quant range(s) start at exactly 0 after an op that is "
+                                f"may be negative (e.g. '{relus[0]}'): the fake-quant is the model's ReLU (ONNX Runtime's "
+                                f"quantize_static removes a Relu/ReLU6 Clip it makes redundant), so the float "
+                                f"reference keeps a Relu there")
+    return translate_path, plan
 
 
 def section(plan: QatPlan, float_onnx: str = FLOAT_ONNX) -> dict[str, Any]:
