@@ -20,7 +20,8 @@ from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
-from ..runtime.reference import flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session
+from ..runtime.reference import (flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session,
+                                 simulation_session)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Engine:
         if self.spec.kind == "pytorch":
             self._module = load_module(self.spec.source, self.spec.weights, self.spec.trust_checkpoint)
         elif self.spec.kind == "onnxruntime":
-            self._session = ort_session(Path(self.spec.source), optimize=not self.spec.simulation)
+            path = Path(self.spec.source)
+            self._session = simulation_session(path) if self.spec.simulation else ort_session(path)
             self._inputs = [i.name for i in self._session.get_inputs()]
             self.names = self.names or [o.name for o in self._session.get_outputs()]
         else:
