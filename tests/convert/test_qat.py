@@ -1,5 +1,6 @@
 """Quantization-aware models: converted with their own scales (not re-calibrated), checked against their own
-simulation (the QDQ model in ONNX Runtime); re-calibration of a QAT model and stacked fake-quant refused."""
+simulation (the QDQ model as float fake-quant, ONNX Runtime with its graph optimizations off); re-calibration of
+a QAT model and stacked fake-quant refused."""
 from __future__ import annotations
 
 import copy
@@ -70,7 +71,7 @@ def test_int8_matches_its_qdq_simulation(qat_conversion, quadrant_data, tmp_path
     assert res.passed, res.failures
     strict = verify(qat_conversion.out_dir, data=quadrant_data["verify"], layers=False,
                     thresholds={"qat_within_1_step": 1.01})  # an impossible bar: the check can fail
-    assert not strict.passed and "within 1 output step of the QAT simulation" in strict.failures[0]
+    assert not strict.passed and "the first that departs from the QAT simulation" in strict.failures[0]
 
 
 def test_float_reference_is_the_model_without_fake_quant(qat_conversion, qat_model, quadrant_data):
@@ -98,12 +99,15 @@ def test_qdq_onnx_with_integer_weights_is_bit_exact(tmp_path, quadrant_data):
     assert q["activations_exact"] == q["activations_in_tflite"] >= 4  # the 4 ranges, and a padding that keeps one
     assert [w["status"] for w in q["weights"]] == ["exact", "exact"]
     check = res.report["stages"]["int8_check"]
+    # against the float fake-quant simulation TFLite is bit exact here on any CPU (measured: exact 1.0; TFLite's
+    # fixed-point requantization meets no rounding tie on these samples).  It read 0.656 on an AVX2 host while the
+    # reference was ONNX Runtime's fused QLinearConv/QGemm (u8s8 saturation), 1.0 on VNNI only by coincidence
     assert check["qat_simulation"]["outputs"]["y"]["exact"] == 1.0
     # judged against its own simulation, not the float model (which its learned ranges may clip)
     assert check["judged_against"] == "qat_simulation" and res.passed and check["failures"] == []
     again = convert(path, tmp_path / "strict", spec=TINY_SPEC, data=quadrant_data["calib"],
                     check_thresholds={"qat_within_1_step": 1.01})  # a bar no file can meet: the gate is wired
-    assert not again.passed and "within 1 output step of the QAT simulation" in again.failures[0]
+    assert not again.passed and "the first that departs from the QAT simulation" in again.failures[0]
 
 
 def test_recalibrating_a_qat_model_is_refused(tmp_path, quadrant_data):
@@ -164,7 +168,9 @@ def test_tflite_matched_qat_keeps_every_weight_and_scale(tflite_qat_conversion, 
 def test_tflite_matched_qat_follows_its_simulation(tflite_qat_conversion, quadrant_data):
     res = verify(tflite_qat_conversion.out_dir, data=quadrant_data["verify"])
     m = next(s for s in res.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]
-    assert m["within_1_step"] >= 0.99, m  # 96 samples x 4 logits against the QDQ model in ONNX Runtime
+    # 96 samples x 4 logits against the QDQ model as float fake-quant; measured: 100 % within one step, 80.2 % equal
+    # (0.786 within one step on an AVX2 host against ONNX Runtime's fused integer kernels, the old reference)
+    assert m["within_1_step"] >= 0.99, m
     rows = res.report["qat_layers"]
     assert len(rows) >= 6 and not [r for r in rows if r["departs"]], rows
     assert res.passed, res.failures
@@ -199,3 +205,26 @@ def test_eager_qat_with_the_public_qconfig_keeps_every_weight(quadrant_data, tmp
     assert not [a for a in res.report["adjustments"] if "weight" in a or RECOMMENDED in a]
     m = verify(res.out_dir, data=quadrant_data["verify"])
     assert next(s for s in m.report["stages"] if s["step"] == "tflite-int8")["outputs"]["output"]["within_1_step"] >= 0.99
+
+
+def test_a_relu_folded_into_the_fake_quant_stays_in_the_float_reference(tmp_path):
+    """ONNX Runtime's quantize_static drops a Relu (or ReLU6 Clip) whose output fake-quant starts at 0: the float
+    reference keeps a Relu there (MobileNetV2 so quantized: 35 of 65 ranges; without them its model_float.onnx had
+    cosine 0.13 with the float model), the translated grid graph does not need one (the int8 range clips)."""
+    from tflite_int8.convert.qdq import folded_relus
+
+    model = onnx.load(qdq_onnx(tmp_path / "qdq.onnx"))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.output[0] = relu.output[0]
+    model.graph.node.remove(relu)
+    qdq = read_qdq(model, "qdq.onnx")
+    assert folded_relus(model, qdq) == ["r_dq"]  # uint8, zero point 0, right after the Conv
+    assert folded_relus(onnx.load(qdq_onnx(tmp_path / "kept.onnx")), qdq) == []  # the Relu is there: nothing folded
+    ops = {form: [n.op_type for n in strip(model, qdq, form).graph.node] for form in ("float", "grid")}
+    assert ops["float"].count("Relu") == 1 and "Relu" not in ops["grid"], ops
+    x = np.random.default_rng(0).normal(0, 1, (1, 3, 32, 32)).astype(np.float32)
+    folded, kept = strip(model, qdq, "float"), strip(onnx.load(tmp_path / "kept.onnx"), qdq, "float")
+    for m in (folded, kept):
+        m.ir_version = 8  # onnx's newest IR; ONNX Runtime 1.23 reads up to 11
+    np.testing.assert_allclose(run_onnx(folded, [x])[0][0], run_onnx(kept, [x])[0][0], rtol=1e-6)

@@ -35,8 +35,14 @@ THRESHOLD_FLAGS = {
     "max-accuracy-drop": ("accuracy_drop_points", "labelled accuracy drop, points"),
     "min-box-agreement": ("box_agreement", "detection: float/int8 box agreement"),
     "max-map-drop": ("map50_95_drop_points", "detection: labelled mAP50-95 drop, points"),
-    "min-qat-within-1-step": ("qat_within_1_step", "QAT conversions: fraction of int8 output values within one "
-                              "output step of the model's own simulation (its QDQ model in ONNX Runtime)"),
+    "min-qat-within-1-step": ("qat_within_1_step", "QAT conversions: for each of the first --qat-tensors "
+                              "fake-quantized tensors, the fraction of int8 values within one step of the model's "
+                              "own simulation (its QDQ model as float fake-quant) computed locally"),
+    "qat-tensors": ("qat_tensors", "QAT conversions: how many fake-quantized tensors from the input are judged"),
+    "qat-cosine-margin": ("qat_cosine_margin", "QAT conversions: how much lower int8's cosine with the float model "
+                          "may be than the simulation's"),
+    "qat-top1-margin": ("qat_top1_margin_points", "QAT conversions: how many points lower int8's top-1 agreement "
+                        "with the float model may be than the simulation's"),
     "min-sequence-match": ("sequence_match", "ctc: fraction of lines whose int8 text equals the float text"),
     "max-cer": ("char_error_rate", "ctc: character error rate of the int8 text vs the float text"),
     "min-pixel-agreement": ("pixel_agreement", "segment: per-pixel class agreement"),
@@ -95,8 +101,16 @@ def shapes_from_args(values: list[tuple[str, tuple[int, ...]]] | None) -> dict[s
 # convert's int8-check flags: flag -> (threshold key, help)
 CHECK_FLAGS = {"check-min-cosine": ("cosine", "the conversion's own int8 check: mean cosine per output"),
                "check-min-sqnr": ("sqnr_db", "the conversion's own int8 check: SQNR dB per output"),
-               "check-min-qat-within-1-step": ("qat_within_1_step", "a QAT conversion's own check: fraction of int8 "
-                                               "output values within one step of its QDQ simulation")}
+               "check-min-qat-within-1-step": ("qat_within_1_step", "a QAT conversion's own check: for each of the "
+                                               "first --check-qat-tensors fake-quantized tensors, the fraction of "
+                                               "int8 values within one step of its QDQ simulation computed locally"),
+               "check-qat-tensors": ("qat_tensors", "a QAT conversion's own check: how many fake-quantized tensors "
+                                     "from the input are judged"),
+               "check-qat-cosine-margin": ("qat_cosine_margin", "a QAT conversion's own check: how much lower "
+                                           "int8's cosine with the float model may be than the simulation's"),
+               "check-qat-top1-margin": ("qat_top1_margin_points", "a QAT conversion's own check: how many points "
+                                         "lower int8's top-1 agreement with the float model may be than the "
+                                         "simulation's")}
 
 
 def convert(args: argparse.Namespace) -> int:

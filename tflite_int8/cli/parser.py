@@ -144,8 +144,8 @@ def _add_convert(sub: Any) -> None:
                         "sigmoid and box tensors coarsen decoded boxes (reference detector: 0.7 vs 3.2 mAP50-95 "
                         "points lost)")
     for flag, (key, helptext) in commands.CHECK_FLAGS.items():
-        c.add_argument(f"--{flag}", type=float, help=f"{helptext} (default {CHECK_DEFAULTS[key]}); below it the "
-                                                     f"files are kept and the exit code is 1")
+        c.add_argument(f"--{flag}", type=float, help=f"{helptext} (default {CHECK_DEFAULTS[key]}); a failed check "
+                                                     f"keeps the files and exits 1")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
     c.add_argument("--json", action="store_true", help="print conversion.json instead of the summary")
     _add_preprocess_args(c)

@@ -54,7 +54,7 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
         lines.append(f"quantization: the model's own (QAT, not re-calibrated): {q['activations_exact']} of "
                      f"{q['activations_in_tflite']} activation scales and {q['weights_exact']} of "
                      f"{q['weights_in_tflite']} weight grids exactly as trained (the rest: notes below); vs its QDQ "
-                     "simulation: " + "; ".join(f"{n} {m['within_1_step']:.1%} within 1 step" for n, m in sim.items()))
+                     "simulation (float fake-quant): " + "; ".join(_qat_output(n, m) for n, m in sim.items()))
     for adj in report.get("adjustments", []):
         lines.append(f"note: {adj}")
     if report.get("failures"):
@@ -94,6 +94,8 @@ def verify_summary(result: Any) -> str:
         if "skipped" in st:
             lines.append(f"{st['step']:16} skipped: {st['skipped']}")
             continue
+        if st.get("note"):
+            lines.append(f"{st['step']:16} ({st['note']})")
         for name, m in st.get("outputs", {}).items():
             lines.append(f"{st['step']:16} {st['compared_with']:16} {name[:20]:20} {m['cosine']:10.6f} "
                          f"{m['cosine_min']:10.6f} {m['sqnr_db']:8.1f} {m['max_abs_err']:10.4g}")
@@ -117,6 +119,9 @@ def verify_summary(result: Any) -> str:
                      f"{d['map50_95_float']:.4f}, int8 {d['map50_95_int8']:.4f} ({d['map50_95_drop_points']:+.2f} "
                      f"points drop)")
         lines.append(line)
+    if "qat_check" in rep:
+        lines.append("int8 vs QAT simulation (float fake-quant), against the float model: " +
+                     "; ".join(_qat_output(n, m) for n, m in rep["qat_check"]["outputs"].items()))
     departs = [r for r in rep.get("qat_layers", []) if r["departs"]]
     if "qat_layers" in rep:
         first = (f"; first to depart: {departs[0]['onnx']} ({departs[0]['local_within_1_step']:.1%})"
@@ -373,3 +378,13 @@ def batch_summary(doc: dict[str, Any], out_dir: str) -> str:
         where = doc["executor"]
         lines.append(f"ran on Ray at {where['address']} ({where['nodes']} node(s), {where['cpus']} CPUs)")
     return "\n".join(lines)
+
+
+def _qat_output(name: str, m: dict) -> str:
+    """One output of a QAT conversion: cosine (and top-1) with the float model, int8 and simulation, and the
+    share of int8 values within one output step of the simulation (reported, not judged)."""
+    q, sim = m.get("int8_vs_float", {}), m.get("simulation_vs_float", {})
+    text = f"{name}: cosine int8 {q.get('cosine', float('nan')):.4f} / simulation {sim.get('cosine', float('nan')):.4f}"
+    if "top1_agreement" in q:
+        text += f", top-1 {q['top1_agreement']:.1%} / {sim['top1_agreement']:.1%}"
+    return text + (f", {m['within_1_step']:.1%} within 1 output step" if "within_1_step" in m else "")

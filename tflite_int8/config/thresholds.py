@@ -7,6 +7,26 @@ from typing import Any, Mapping
 
 from ..errors import InputError
 
+# A quantization-aware (QDQ) conversion is judged against its own simulation (the QDQ model as float fake-quant),
+# not by "every output within one step": integer kernels round requantization ties differently and deep models
+# grow those one-step differences (issue 27: MobileNetV2 quantized by ONNX Runtime, 27 % of logits within one step
+# of the simulation, while int8 and simulation agree with the float model alike, top-1 83.3 % vs 82.2 %, cosine
+# 0.981 vs 0.982).  Judged instead: the first tensors near the input, each computed locally (the simulation's op fed the
+# int8 file's own input tensors), where a wrong parameter shows at once; and the task, int8 vs the float model
+# no worse than the simulation's own vs the float model by more than a margin.
+QAT_DEFAULTS: dict[str, float] = {
+    "qat_within_1_step": 0.99,       # each of the first tensors, locally: share of values within one QAT step
+    "qat_tensors": 3,                # how many fake-quantized tensors, in graph order from the input, are judged
+    # cosine with the float model, int8 vs the simulation's own: rounding differences move it little (MobileNetV2
+    # quantized by quantize_static, 60 held-out views: 0.962 vs 0.962; issue 27: 0.981 vs 0.982); a wrong scale
+    # or weight grid costs far more
+    "qat_cosine_margin": 0.02,
+    # top-1 agreement with the float model, int8 vs the simulation's, in points (never less than one sample's
+    # worth: on the 8 check samples of `convert` one flip is 12.5 points); measured on that MobileNetV2: 60.0 % vs
+    # 63.3 %, near-ties flipping either way
+    "qat_top1_margin_points": 5.0,
+}
+
 DEFAULTS: dict[str, float] = {
     "cosine": 0.95,                # mean cosine similarity of each int8 output with the float reference
     "sqnr_db": 10.0,               # mean signal-to-quantization-noise ratio of each output, dB
@@ -19,7 +39,7 @@ DEFAULTS: dict[str, float] = {
     "accuracy_drop_points": 1.0,   # labelled accuracy, float minus int8, in percentage points
     "box_agreement": 0.90,         # detection: shown boxes (score >= 0.25) matched between float and int8
     "map50_95_drop_points": 1.5,   # detection: labelled mAP50-95, float minus int8, in points
-    "qat_within_1_step": 0.99,     # QAT: int8 output values within one output step of the model's own simulation
+    **QAT_DEFAULTS,                # quantization-aware conversions (above)
     "sequence_match": 0.90,        # ctc: lines whose int8 decoded text equals the float one
     "char_error_rate": 0.05,       # ctc: edit distance of the int8 text over the float text's length
     "pixel_agreement": 0.95,       # segment: pixels whose int8 class equals the float class
@@ -34,7 +54,7 @@ CHECK_DEFAULTS: dict[str, float] = {
     "cosine": 0.90,   # mean cosine per output over the check samples that have a signal
     "sqnr_db": 5.0,   # SQNR per output over all check samples together, dB
     # QAT conversions are judged against their own simulation instead (the float model is not their reference)
-    "qat_within_1_step": 0.99,
+    **QAT_DEFAULTS,
 }
 
 
@@ -108,21 +128,41 @@ def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str,
     return fails
 
 
-def check_simulation(stages: list[dict[str, Any]], step: str, limits: Mapping[str, float | None]) -> list[str]:
-    """Failure messages where the int8 outputs stray from a QAT model's own simulation (the ``step`` stage)."""
-    fails = []
-    for st in stages:
-        if st.get("compared_with") == step:
-            fails += check_within_steps(st.get("outputs", {}), limits, f"QAT simulation ({step})")
-    return fails
+def check_qat(check: Mapping[str, Any], limits: Mapping[str, float | None]) -> list[str]:
+    """Failure messages of a QAT conversion against its simulation (``check``: convert.qat_check's ``tensors`` and
+    ``outputs``): the first ``qat_tensors`` fake-quantized tensors, locally, and each output's task figures
+    against the simulation's own (None disables a limit)."""
+    return _check_tensors(check.get("tensors", []), limits) + [
+        f for name, m in check.get("outputs", {}).items() for f in _check_task(name, m, limits)]
 
 
-def check_within_steps(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float | None],
-                       what: str = "QAT simulation") -> list[str]:
-    """Failure messages for outputs with too few int8 values within one output step of ``what``."""
-    limit = limits.get("qat_within_1_step")
-    if limit is None:
+def _check_tensors(rows: list[Mapping[str, Any]], limits: Mapping[str, float | None]) -> list[str]:
+    limit, count = limits.get("qat_within_1_step"), limits.get("qat_tensors")
+    if limit is None or count is None:
         return []
-    return [f"output '{name}': {m['within_1_step']:.2%} of int8 values within 1 output step of the {what} < "
-            f"{limit:.0%} (largest gap {m['max_steps']:.0f} steps)"
-            for name, m in outputs.items() if "within_1_step" in m and m["within_1_step"] < limit]
+    first = list(dict.fromkeys(r["onnx"] for r in rows))[:int(count)]
+    for r in rows:
+        if r["onnx"] in first and r["local_within_1_step"] < limit:
+            return [f"tensor '{r['onnx']}' (TFLite '{r['tflite']}'), the first that departs from the QAT simulation: "
+                    f"{r['local_within_1_step']:.2%} of its int8 values within 1 step of the simulation's op fed the "
+                    f"int8 file's own inputs < {limit:.0%} (largest gap {r['local_max_steps']:.0f} steps); its "
+                    f"scale, zero point or weights differ from the QDQ model's (conversion.json qat section; "
+                    f"limit: --check-min-qat-within-1-step / --min-qat-within-1-step)"]
+    return []
+
+
+def _check_task(name: str, m: Mapping[str, Any], limits: Mapping[str, float | None]) -> list[str]:
+    q, sim = m.get("int8_vs_float", {}), m.get("simulation_vs_float", {})
+    fails = []
+    margin = limits.get("qat_cosine_margin")
+    if margin is not None and "cosine" in q and q["cosine"] < sim["cosine"] - margin:
+        fails.append(f"output '{name}': cosine with the float model {q['cosine']:.4f}, the QAT simulation's "
+                     f"{sim['cosine']:.4f}: more than {margin} worse (qat_cosine_margin)")
+    points = limits.get("qat_top1_margin_points")
+    if points is not None and "top1_agreement" in q and "top1_agreement" in sim:
+        allowed = max(points / 100, 1 / max(m.get("samples", 1), 1))  # never less than one sample's worth
+        if q["top1_agreement"] < sim["top1_agreement"] - allowed - 1e-9:
+            fails.append(f"output '{name}': top-1 agreement with the float model {q['top1_agreement']:.1%}, the "
+                         f"QAT simulation's {sim['top1_agreement']:.1%}: more than {allowed * 100:.1f} points worse "
+                         f"(qat_top1_margin_points)")
+    return fails

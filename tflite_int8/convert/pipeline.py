@@ -23,7 +23,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import FULL_INTEGER, Recipe
 from ..config.tasks import check_task
-from ..config.thresholds import check_outputs, check_within_steps, resolve_check_thresholds
+from ..config.thresholds import check_outputs, check_qat, resolve_check_thresholds
 from ..data.files import check_destination, dump_json, staging
 from ..data.images import file_sha256
 from ..data.readers import default_data_dir, open_reader
@@ -38,6 +38,7 @@ from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
 from .converter import converter_order
 from .export import export, prepare_onnx
 from . import qat
+from .qat_check import simulation_check
 from .finalize import finalize
 from .guards import check_module, check_onnx, fold_pruning, freeze_fake_quant
 from .heads import apply
@@ -164,11 +165,12 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             limits = resolve_check_thresholds(check_thresholds)
             st.update(_int8_check(q.files[FULL_INTEGER], tr.float32_tflite, table, check_inputs, output_names,
                                   check_names, limits))
-            if plan is not None:  # the model's own simulation is its reference; int8 vs float is reported only
-                st["qat_simulation"] = qat.simulation_check(q.files[FULL_INTEGER], onnx_path, table, check_inputs,
-                                                            output_names)
+            if plan is not None:  # the model's own simulation is its reference (config.thresholds.check_qat)
+                st["qat_simulation"] = simulation_check(q.files[FULL_INTEGER], onnx_path, stage_dir / qat.FLOAT_ONNX,
+                                                        table, check_inputs, output_names,
+                                                        report["qat"]["activations"])
                 st["judged_against"] = "qat_simulation"
-                st["failures"] = check_within_steps(st["qat_simulation"]["outputs"], limits)
+                st["failures"] = check_qat(st["qat_simulation"], limits)
             report["passed"], report["failures"] = not st["failures"], st["failures"]
             for failure in st["failures"]:
                 warnings.warn(f"the conversion's own int8 check failed: {failure}", Int8Warning, stacklevel=2)

@@ -5,8 +5,8 @@ model's simulation, the reference the int8 file must match.  :func:`prepare` wri
 ``model_float.onnx`` (every fake-quant removed, original float weights: the second reference, for the
 accuracy story) and, in the work folder, the graph that is translated (fake-quant removed, weights on
 their grid) with the :class:`~.qat_params.QatPlan` the converter follows.  :func:`check_recipe`
-refuses settings that would re-calibrate a QAT model; :func:`simulation_check` measures the int8 file
-against the simulation in output steps.  The TFLite-matched training setup for PyTorch is
+refuses settings that would re-calibrate a QAT model; :mod:`.qat_check` measures the int8 file against
+the simulation.  The TFLite-matched training setup for PyTorch is
 :mod:`.qat_config`'s (public as ``tflite_int8.prepare_qat_fx`` and ``tflite_int8.qat_qconfig_mapping``).
 """
 from __future__ import annotations
@@ -22,12 +22,9 @@ import numpy as np
 from ..config.inputs import InputTable
 from ..config.recipe import Recipe
 from ..errors import AlreadyQuantizedError, ConversionError
-from ..runtime.adapter import Runner
-from ..runtime.metrics import align_layout, step_agreement
-from ..runtime.reference import run_onnx
 from .converter import converter_order
 from .qat_params import QatPlan
-from .qdq import read_qdq, strip
+from .qdq import folded_relus, read_qdq, strip
 
 FLOAT_ONNX = "model_float.onnx"
 SIMULATION_STEP = "qat-simulation"
@@ -59,6 +56,7 @@ def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
 
     model = onnx.load(str(onnx_path))
     qdq = read_qdq(model, source)
+    relus = folded_relus(model, qdq)
     grid = work / "model_qat_grid.onnx"
     onnx.save(strip(model, qdq, "grid"), str(grid))
     translate_path = work / "model_qat_grid_slim.onnx"
@@ -71,7 +69,13 @@ def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
             raise ConversionError(f"onnxslim could not simplify the {form} graph of {source}: {exc}",
                                   stage="export") from None
         onnx.save(slim, str(path))
-    return translate_path, QatPlan(qdq, grid, list(probe), table, converter_order(table))
+    plan = QatPlan(qdq, grid, list(probe), table, converter_order(table))
+    if relus:
+        plan.adjustments.append(f"{FLOAT_ONNX}: {len(relus)} fake-quant range(s) start at exactly 0 after an op that is "
+                                f"may be negative (e.g. '{relus[0]}'): the fake-quant is the model's ReLU (ONNX Runtime's "
+                                f"quantize_static removes a Relu/ReLU6 Clip it makes redundant), so the float "
+                                f"reference keeps a Relu there")
+    return translate_path, plan
 
 
 def section(plan: QatPlan, float_onnx: str = FLOAT_ONNX) -> dict[str, Any]:
@@ -84,19 +88,3 @@ def section(plan: QatPlan, float_onnx: str = FLOAT_ONNX) -> dict[str, Any]:
             "weights_exact": sum(w.get("status") == "exact" for w in weights), "weights_in_tflite": len(weights),
             "float_reference": float_onnx, "activations": acts, "weights": weights,
             "unmatched": plan.result.get("unmatched", []), "calibrated": plan.result.get("calibrated", [])}
-
-
-def simulation_check(int8_path: Path, qdq_onnx: Path, table: InputTable, feeds: Sequence[dict[str, np.ndarray]],
-                     names: Sequence[str]) -> dict[str, Any]:
-    """The int8 file (through the adapter) vs the QDQ model in ONNX Runtime, in output quantization steps."""
-    runner = Runner(int8_path, trusted=True, output_names=list(names), inputs=table)
-    steps = {o.name: o.scales[0] for o in runner.outputs if o.quantized and not o.per_axis}
-    diffs: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for feed, ref in zip(feeds, run_onnx(qdq_onnx, feeds)):
-        got = runner.feed(feed)
-        for n, r in zip(names, ref):
-            diffs[n].append(((align_layout(r, got[n]).astype(np.float64) - r) / steps[n]).ravel())
-    return {"reference": f"onnxruntime on {qdq_onnx.name} (the QAT simulation)",
-            "candidate": "tflite int8 (via adapter)",
-            "outputs": {n: step_agreement(np.concatenate(d)) for n, d in diffs.items()}}
-

@@ -25,6 +25,7 @@ from ..errors import AlreadyQuantizedError, UnsupportedOpError
 
 INT_RANGES = {2: ("uint8", 0, 255), 3: ("int8", -128, 127)}  # onnx.TensorProto data type -> name, qmin, qmax
 BIAS_TYPES = {6: "int32"}
+SIGNED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "BatchNormalization")  # outputs of any sign
 
 
 @dataclass(frozen=True)
@@ -166,8 +167,25 @@ def read_qdq(model: Any, source: str) -> QdqGraph:
     return QdqGraph(activations, weights, pairs, back_to_back, same_grid)
 
 
+def folded_relus(model: Any, qdq: QdqGraph) -> list[str]:
+    """The fake-quantized tensors whose range starts at exactly 0 (zero point at the grid's lowest level) right
+    after an op whose output has any sign (:data:`SIGNED_OPS`): the fake-quant is the model's ReLU (ONNX Runtime's ``quantize_static``
+    removes a Relu or ReLU6 Clip whose output range the fake-quant already clips to)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for name, qr in qdq.activations.items():
+        node = producer[name]
+        while node.op_type != "QuantizeLinear":
+            node = producer[node.input[0]]
+        src = producer.get(node.input[0])
+        if qr.zero_point == qr.qmin and src is not None and src.op_type in SIGNED_OPS:
+            out.append(name)
+    return out
+
+
 def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
-    """A copy of ``model`` without fake-quant: ``form`` ``"grid"`` (dequantized weights) or ``"float"``."""
+    """A copy of ``model`` without fake-quant: ``form`` ``"grid"`` (dequantized weights) or ``"float"`` (the
+    original float weights where the model keeps them, and a Relu for each of :func:`folded_relus`)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -185,6 +203,7 @@ def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
             drop.add(id(src))
         values = w.original if form == "float" and w.original is not None else w.grid
         g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(values, np.float32), name))
+    relus = set(folded_relus(model, qdq)) if form == "float" else set()
     for name in qdq.activations:
         dq = producer[name]
         node = dq
@@ -192,7 +211,8 @@ def strip(model: Any, qdq: QdqGraph, form: str = "grid") -> Any:
             drop.add(id(node))
             node = producer[node.input[0]]
         drop.add(id(node))
-        new_nodes.append((id(dq), helper.make_node("Identity", [node.input[0]], [name], name=f"{name}/fake_quant")))
+        op = "Relu" if name in relus else "Identity"
+        new_nodes.append((id(dq), helper.make_node(op, [node.input[0]], [name], name=f"{name}/fake_quant")))
     replace = dict(new_nodes)
     nodes = [replace.get(id(n), n) for n in g.node if id(n) not in drop or id(n) in replace]
     del g.node[:]

@@ -2,8 +2,13 @@
 
 ``load_factory`` turns ``package.module:factory`` into an ``nn.Module``; ``load_module`` adds a checkpoint;
 ``declared_class_names`` reads the class names a factory declares (its ``class_names`` attribute);
-``load_onnx`` reads and checks an ONNX file; ``ort_session``/``run_onnx`` run one on the CPU.  torch, onnx
-and onnxruntime are imported only when used.
+``load_onnx`` reads and checks an ONNX file; ``ort_session``/``run_onnx`` run one on the CPU.
+``simulation_session``/``run_simulation`` run a QDQ (quantization-aware) model as the reference it is: float
+fake-quant, graph optimizations off, so QuantizeLinear/DequantizeLinear execute as quantize -> round half to
+even -> clamp -> dequantize in float and Conv/Gemm/... in float.  With ONNX Runtime's default optimizations the
+Q/DQ pairs are fused into its own integer kernels (QLinearConv, QGemm), whose results depend on the CPU (AVX2's
+u8s8 ``vpmaddubsw`` saturates int16 pair sums, AVX-512 VNNI does not): a library's kernels, not the model's
+arithmetic.  torch, onnx and onnxruntime are imported only when used.
 """
 from __future__ import annotations
 
@@ -104,12 +109,18 @@ def load_onnx(path: str | Path) -> Any:
 
 
 
-def ort_session(path: Path | Any) -> Any:
-    """An ONNX Runtime CPU session for a file (or an in-memory ModelProto)."""
+SIMULATION = "float fake-quant (ONNX Runtime, graph optimizations off)"  # what a QDQ model's reference is
+
+
+def ort_session(path: Path | Any, optimize: bool = True) -> Any:
+    """An ONNX Runtime CPU session for a file (or an in-memory ModelProto); ``optimize=False``: every graph
+    optimization off (ORT_DISABLE_ALL), each node run as the ONNX operator it is."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     source = path.SerializeToString() if hasattr(path, "SerializeToString") else str(path)
     if hasattr(path, "SerializeToString"):
         path = "the rewritten ONNX model"
@@ -119,12 +130,23 @@ def ort_session(path: Path | Any) -> Any:
         raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
 
 
-def run_onnx(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
+def simulation_session(path: Path | Any) -> Any:
+    """The reference session of a QDQ model (a file or a ModelProto): float fake-quant, never ONNX Runtime's
+    integer kernels (see the module's docstring)."""
+    return ort_session(path, optimize=False)
+
+
+def run_onnx(path: str | Path | Any, inputs: Sequence[Any], optimize: bool = True) -> list[list[np.ndarray]]:
     """Run an ONNX model (a file or a ModelProto) on each sample (an array for a single-input model, or
-    {input name: array}); returns per-sample output lists."""
-    session = ort_session(path if hasattr(path, "SerializeToString") else Path(path))
+    {input name: array}); returns per-sample output lists.  ``optimize=False``: see :func:`ort_session`."""
+    session = ort_session(path if hasattr(path, "SerializeToString") else Path(path), optimize=optimize)
     names = [i.name for i in session.get_inputs()]
     return [session.run(None, onnx_feed(names, x)) for x in inputs]
+
+
+def run_simulation(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
+    """A QDQ model run as its float fake-quant simulation (:func:`simulation_session`) on each sample."""
+    return run_onnx(path, inputs, optimize=False)
 
 
 def onnx_feed(names: Sequence[str], item: Any) -> dict[str, np.ndarray]:

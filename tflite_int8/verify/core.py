@@ -22,7 +22,7 @@ from ..cluster import check_ray
 from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
-from ..config.thresholds import check_outputs, check_simulation, resolve_thresholds
+from ..config.thresholds import check_outputs, check_qat, resolve_thresholds
 from ..convert.qat import SIMULATION_STEP
 from ..convert.record import Conversion
 from ..convert.translate import translate
@@ -41,7 +41,7 @@ from .engines import EngineSpec
 from .html import render
 from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
 from .plan import Plan, make_plan
-from .qat_layers import simulation_layers
+from .qat_layers import QAT_SAMPLES, simulation_layers
 from .tasks import OutputInfo, choose_task, label_for, onnx_outputs, read_class_names, read_labels
 
 LAYER_SAMPLES = 16
@@ -120,9 +120,9 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             else:
                 records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress, worker)
-            qat_rows = (simulation_layers(plan.conversion.out_dir, plan.conversion.report,
-                                          [s for _, s in zip(range(LAYER_SAMPLES), reader)], plan.inputs)
-                        if plan.qat and layers and plan.conversion is not None and plan.inputs is not None else None)
+            qat = (simulation_layers(plan.conversion, plan.int8, [s for _, s in zip(range(QAT_SAMPLES), reader)],
+                                     plan.inputs, plan.output_names or [], limits, LAYER_SAMPLES)
+                   if plan.qat and plan.conversion is not None and plan.inputs is not None else None)
             sizes = _sizes_latency(plan)
         label_list = _labels_in_order(labels, records)
         report = _report(plan, records, the_task, label_list, limits, layer_rows, layer_note, hygiene, reader,
@@ -132,10 +132,11 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             report["class_names"] = {"count": len(names), "source": names_from}
         if cluster is not None:
             report["data"]["ray"] = cluster
-        if qat_rows is not None:
-            report["qat_layers"] = qat_rows
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
-        failures += check_simulation(report["stages"], SIMULATION_STEP, limits)
+        if qat is not None:  # judged against its own simulation (the int8-vs-float figures above are reported too)
+            report["qat_layers"] = qat.pop("tensors")
+            report["qat_check"] = qat
+            failures += check_qat({"tensors": report["qat_layers"], **qat}, limits)
         report["passed"], report["failures"] = not failures, failures
         report["seconds"] = round(time.perf_counter() - t0, 2)
     report["warnings"] = [str(w.message) for w in caught if issubclass(w.category, Int8Warning)]

@@ -20,18 +20,22 @@ from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
-from ..runtime.reference import flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session
+from ..runtime.reference import (flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session,
+                                 simulation_session)
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """``kind`` is pytorch, onnxruntime or tflite; ``source`` a module, factory string or file path."""
+    """``kind`` is pytorch, onnxruntime or tflite; ``source`` a module, factory string or file path.
+    ``simulation``: an ONNX model run as a QDQ model's reference, float fake-quant with ONNX Runtime's graph
+    optimizations off (:func:`~tflite_int8.runtime.reference.simulation_session`), never its integer kernels."""
 
     step: str
     kind: str
     source: Any
     weights: str | None = None
     trust_checkpoint: bool = False
+    simulation: bool = False
 
 
 class Engine:
@@ -51,7 +55,8 @@ class Engine:
         if self.spec.kind == "pytorch":
             self._module = load_module(self.spec.source, self.spec.weights, self.spec.trust_checkpoint)
         elif self.spec.kind == "onnxruntime":
-            self._session = ort_session(Path(self.spec.source))
+            path = Path(self.spec.source)
+            self._session = simulation_session(path) if self.spec.simulation else ort_session(path)
             self._inputs = [i.name for i in self._session.get_inputs()]
             self.names = self.names or [o.name for o in self._session.get_outputs()]
         else:

@@ -97,8 +97,10 @@ def _ladder(report: dict) -> str:
                              _f(m["cosine_min"], 6), _f(m["sqnr_db"], 1), _f(m["max_abs_err"])])
         else:
             rows.append([_e(st["step"]), "(reference)", "", "", "", "", ""])
+    notes = "".join(f"<li>{_e(st['step'])}: {_e(st['note'])}</li>" for st in report.get("stages", []) if "note" in st)
     return ("<h2>Parity ladder</h2><p>Each step against the previous one: a loss shows where it happens.</p>"
-            + _table(["step", "vs", "output", "mean cosine", "min cosine", "mean SQNR dB", "max |err|"], rows))
+            + _table(["step", "vs", "output", "mean cosine", "min cosine", "mean SQNR dB", "max |err|"], rows)
+            + (f"<ul>{notes}</ul>" if notes else ""))
 
 
 def _outputs(report: dict) -> str:
@@ -221,7 +223,7 @@ def _qat_layers(report: dict) -> str:
              f"{r['exact']:.2%}", f"{r['within_1_step']:.2%}", _f(r["max_steps"], 0), "departs" if r["departs"] else ""]
             for r in report["qat_layers"]]
     return ("<h2>Int8 file vs its QAT simulation, tensor by tensor</h2><p>Each fake-quantized tensor read from the "
-            "QDQ model (ONNX Runtime) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
+            "QDQ model as float fake-quant (ONNX Runtime, graph optimizations off) and from the int8 file (TFLite's built-in kernels), in that tensor's QAT steps, "
             "in graph order. <b>Locally</b>: the simulation's op fed the int8 file's own input tensors — a tensor "
             "that departs here is where a parameter or a kernel's rounding differs. <b>End to end</b>: the "
             "simulation run from the input on its own — one-step rounding differences (int32 bias, fixed-point "

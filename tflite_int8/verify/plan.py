@@ -13,6 +13,7 @@ from ..convert.record import Conversion, read_conversion
 from ..errors import InputError
 from ..runtime.describe import describe
 from ..runtime.interpreter import probe
+from ..runtime.reference import SIMULATION
 from .engines import EngineSpec, reference_spec, shared_output_names
 
 
@@ -125,13 +126,13 @@ def _qat_plan(conv: Conversion, int8: Path, spec: PreprocessSpec, inputs: InputT
             what = "QAT simulation" if step == SIMULATION_STEP else "float reference"
             raise InputError(f"{conv.out_dir} is a quantization-aware conversion but {path.name} is missing: it is "
                              f"the {what} to verify against")
-        steps.append(EngineSpec(step, "onnxruntime", str(path)))
+        steps.append(EngineSpec(step, "onnxruntime", str(path), simulation=step == SIMULATION_STEP))
     skipped = [{"step": "pytorch", "reason": "quantization-aware conversion: its QDQ model (model.onnx) is the "
                 "reference the int8 file must match, the float model without fake-quant (model_float.onnx) the "
                 "accuracy reference"},
                {"step": "tflite-float32", "reason": "quantization-aware conversion: the float32 TFLite holds neither "
                 "reference (weights on the QAT grid, activations not rounded)"}]
     plan = Plan(steps, skipped, spec, int8, conv.output_names, conv, None, qat=True, inputs=inputs)
-    plan.notes[SIMULATION_STEP] = "ONNX Runtime on the QDQ model: the QAT model's own simulation"
+    plan.notes[SIMULATION_STEP] = f"the QDQ model as {SIMULATION}: the QAT model's own simulation"
     return plan
 
