@@ -98,10 +98,9 @@ def _apply_pools(g: Graph, nodes: list[Any]) -> str:
         if node.op_type == "MaxPool":
             x = _edge_pad(g, node, x, begin, end)
         elif any(begin) or any(end):
-            x = g.add("Pad", [x, g.const(np.array([0, 0] + begin + [0, 0] + end, np.int64), "pads")],
-                      like=node, mode="constant")
+            x = g.pad(x, [0, 0] + begin + [0, 0] + end, like=node)
         attrs = {"kernel_shape": k, "strides": strides}
-        if node.op_type == "MaxPool":
+        if node.op_type == "MaxPool" and (g.opset >= 10 or any(d != 1 for d in dil)):
             attrs["dilations"] = dil
         pooled = g.add(node.op_type, [x], like=node, **attrs)
         if node.op_type == "AveragePool":
@@ -118,11 +117,8 @@ def _edge_pad(g: Graph, node: Any, x: str, begin: list[int], end: list[int]) -> 
         if not b and not e:
             continue
         axis = 2 + i
-        first = g.add("Slice", [x, g.const(np.array([0], np.int64), "start"), g.const(np.array([1], np.int64), "stop"),
-                                g.const(np.array([axis], np.int64), "axis")], like=node)
-        last = g.add("Slice", [x, g.const(np.array([-1], np.int64), "start"),
-                               g.const(np.array([np.iinfo(np.int64).max], np.int64), "stop"),
-                               g.const(np.array([axis], np.int64), "axis")], like=node)
+        first = g.slice(x, [0], [1], [axis], like=node)
+        last = g.slice(x, [-1], [np.iinfo(np.int64).max], [axis], like=node)
         x = g.add("Concat", [first] * b + [x] + [last] * e, like=node, axis=axis)
     return x
 
@@ -255,6 +251,7 @@ def rewrite(onnx_path: str | Path, check_inputs: Sequence[np.ndarray]) -> tuple[
         try:
             what = rw.apply(g, found)
             g.finish()
+            after = run_onnx(g.model, check_inputs)
         except UnsupportedOpError:
             raise
         except Exception as exc:  # a rewrite that cannot be done here is reported, and the model left as it was
@@ -265,11 +262,10 @@ def rewrite(onnx_path: str | Path, check_inputs: Sequence[np.ndarray]) -> tuple[
             records.append({"rewrite": rw.name, "what": rw.help, "nodes": len(found), "applied": False,
                             "why": f"{type(exc).__name__}: {exc}", "float_change": {}, "checked_on_samples": 0})
             continue
-        after = run_onnx(g.model, check_inputs)
         change = _change(before, after, [o.name for o in g.model.graph.output])
         worst = max((c["relative"] for c in change.values()), default=0.0)
         record = {"rewrite": rw.name, "what": what, "nodes": len(found), "float_change": change,
-                  "checked_on_samples": len(check_inputs)}
+                  "checked_on_samples": len(check_inputs), "opset": g.opset}
         if worst > rw.tolerance:
             record.update(applied=False, why=f"changed the float outputs by {worst:.3g} of their range (more than "
                                              f"{rw.tolerance:g}): not kept")
@@ -305,4 +301,5 @@ def adjustment_text(record: dict[str, Any]) -> str:
                 f"{worst[1]['max_abs_error']:.3g} on '{worst[0]}' ({worst[1]['relative']:.2g} of its range)")
     if not record.get("applied", True):
         return f"rewrite {record['rewrite']} NOT applied: {record['why']}; {measured}"
-    return f"rewrite {record['rewrite']}: {record['what']}; {measured}"
+    at = f" (new nodes written at the model's opset {record['opset']})" if record.get("opset", 13) < 13 else ""
+    return f"rewrite {record['rewrite']}: {record['what']}{at}; {measured}"
