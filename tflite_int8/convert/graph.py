@@ -168,11 +168,11 @@ class Graph:
         return self.add("Split", [x], like=like, axis=axis, split=[int(v) for v in sizes], outputs=len(sizes))
 
     def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int], *,
-              like: Any = None) -> str:
-        """``x[starts:ends]`` on ``axes``: inputs from opset 10, attributes before."""
+              like: Any = None, steps: Sequence[int] | None = None) -> str:
+        """``x[starts:ends:steps]`` on ``axes``: inputs from opset 10, attributes (no steps) before."""
         if self.opset >= 10:
             ins = [self.const(np.asarray(v, np.int64), n)
-                   for v, n in ((starts, "start"), (ends, "stop"), (axes, "axis"))]
+                   for v, n in ((starts, "start"), (ends, "stop"), (axes, "axis"), (steps, "step")) if v is not None]
             return self.add("Slice", [x] + ins, like=like)
         return self.add("Slice", [x], like=like, starts=list(starts), ends=list(ends), axes=list(axes))
 

@@ -15,7 +15,11 @@ rewrite whose difference exceeds its tolerance is undone and reported, never kep
 * ``erf-gelu``: ``x * 0.5 * (1 + erf(x / sqrt(2)))`` (PyTorch's default GELU) -> one Gelu node, which becomes
   TFLite's builtin GELU (int8) instead of a Flex Erf op;
 * ``unroll-rnn``: LSTM and GRU (forward, reverse, bidirectional, fixed length) -> the same recurrence unrolled into
-  MatMul/Add/Sigmoid/Tanh/Mul per time step (:mod:`.rnn_unroll`): plain int8 ops, each step calibrated.
+  MatMul/Add/Sigmoid/Tanh/Mul per time step (:mod:`.rnn_unroll`): plain int8 ops, each step calibrated;
+* ``slice-axes``: a Slice of a rank >= 3 tensor on the channel axis and a later one (onnxslim merges PyTorch's
+  ``y[:, :129, :]``-style slices into one) -> one Slice per axis that cuts something.  onnx2tf moves such a Slice's
+  axes to channels-last but not its starts and ends, so the wrong axis is cut (an STFT written as Conv, Silero
+  VAD's: the real/imaginary halves came out as the whole tensor and an empty one).
 """
 from __future__ import annotations
 
@@ -205,6 +209,48 @@ def _apply_gelu(g: Graph, found: list[tuple[str, str, list[Any]]]) -> str:
             f"GELU (int8) instead of a Flex Erf op")
 
 
+# ---- Slices on several axes ---------------------------------------------------------------------------------------
+
+def _slice_params(g: Graph, node: Any) -> list[tuple[int, int, int, int]] | None:
+    """(axis, start, end, step) per axis of a Slice with constant inputs (None: computed, or attribute form)."""
+    shape = g.shape(node.input[0])
+    if shape is None or len(node.input) < 3:
+        return None
+    vals = [g.const_value(i) if i else None for i in list(node.input[1:5])]
+    if any(v is None for k, v in enumerate(vals) if node.input[1 + k]):
+        return None
+    starts, ends = vals[0], vals[1]
+    axes = vals[2] if len(vals) > 2 and vals[2] is not None else np.arange(len(starts))
+    steps = vals[3] if len(vals) > 3 and vals[3] is not None else np.ones(len(starts), np.int64)
+    return [(int(a) % len(shape), int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
+
+
+def _find_slices(g: Graph) -> list[Any]:
+    """Slices of rank >= 3 tensors on the channel axis and a later one: onnx2tf moves those axes to channels-last
+    (1 -> last, k -> k - 1) but keeps the starts and ends in the ONNX order, so each is applied to the wrong axis."""
+    found = []
+    for node in (n for n in g.model.graph.node if n.op_type == "Slice"):
+        params = _slice_params(g, node)
+        axes = [p[0] for p in params or []]
+        if params and len(g.shape(node.input[0])) >= 3 and 1 in axes and any(a >= 2 for a in axes):
+            found.append(node)
+    return found
+
+
+def _apply_slices(g: Graph, nodes: list[Any]) -> str:
+    for node in nodes:
+        shape = g.shape(node.input[0])
+        x = node.input[0]
+        for axis, start, end, step in _slice_params(g, node):
+            whole = step == 1 and start in (0, -shape[axis]) and (end >= shape[axis])
+            if not whole:
+                x = g.slice(x, [start], [end], [axis], like=node, steps=None if step == 1 else [step])
+        g.replace(node, x if x != node.input[0] else g.add("Identity", [x], like=node))
+    return (f"{len(nodes)} Slice(s) on the channel axis and a later one -> one Slice per axis that cuts something "
+            f"(onnx2tf moves a multi-axis Slice's axes to channels-last but not its starts and ends: an STFT written "
+            f"as Conv lost its real/imaginary split)")
+
+
 # ---- recurrent layers ----------------------------------------------------------------------------------------------
 
 def _find_rnns(g: Graph) -> list[Any]:
@@ -228,6 +274,8 @@ REWRITES: dict[str, Rewrite] = {r.name: r for r in (
             _find_gelu, _apply_gelu, tolerance=1e-3),
     Rewrite("unroll-rnn", "LSTM/GRU of fixed length -> unrolled MatMul/Add/Sigmoid/Tanh/Mul steps",
             _find_rnns, _apply_rnns, tolerance=1e-3),
+    Rewrite("slice-axes", "Slice on the channel axis and a later one -> one Slice per axis (onnx2tf misplaces "
+            "their starts/ends)", _find_slices, _apply_slices, tolerance=0.0),
 )}
 
 
