@@ -206,6 +206,35 @@ def audio() -> nn.Module:
     return Audio1d().eval()
 
 
+class StftFrontEnd(nn.Module):
+    """Raw audio ``[1, L]`` -> 2 logits through an STFT written as Conv, the way Silero VAD has it: reflect pad, a
+    Conv1d whose weight is a fixed windowed cos/-sin DFT basis ``[2F, 1, n_fft]`` (stride = hop), the real and
+    imaginary halves sliced on the channel and time axes (onnxslim merges them into one Slice per half, axes
+    [1, 2]), the magnitude, then a Conv1d and a Linear."""
+
+    def __init__(self, n_fft: int = 64, hop: int = 32) -> None:
+        super().__init__()
+        self.n_fft, self.hop, self.bins = n_fft, hop, n_fft // 2 + 1
+        k, n = torch.arange(self.bins)[:, None], torch.arange(n_fft)[None]
+        window = torch.hann_window(n_fft, periodic=True)
+        angle = 2 * torch.pi * k * n / n_fft
+        self.register_buffer("basis", torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])[:, None])
+        self.enc = nn.Conv1d(self.bins, 16, 3, padding=1)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(wave.unsqueeze(1), (0, self.n_fft // 4), mode="reflect")
+        y = nn.functional.conv1d(x, self.basis, stride=self.hop)
+        frames = y.shape[2]
+        re, im = y[:, :self.bins, 0:frames], y[:, self.bins:, 0:frames]
+        return self.head(torch.relu(self.enc(torch.sqrt(re ** 2 + im ** 2))).mean(dim=2))
+
+
+def stft_front_end() -> nn.Module:
+    torch.manual_seed(5)
+    return StftFrontEnd().eval()
+
+
 class Tabular(nn.Module):
     """``[1, 32]`` features -> 3 logits."""
 

@@ -121,5 +121,43 @@ def test_a_recurrent_layer_that_cannot_be_unrolled_is_refused_naming_it_and_why(
 
 
 def test_the_table_names_every_rewrite_once():
-    assert list(REWRITES) == ["names", "ceil-pool", "erf-gelu", "unroll-rnn"]
+    assert list(REWRITES) == ["names", "ceil-pool", "erf-gelu", "unroll-rnn", "slice-axes"]
     assert all(r.help for r in REWRITES.values())
+
+
+def test_rewrites_write_nodes_valid_at_the_models_own_opset(tmp_path):
+    """Without the upgrade (rewrite() called on an opset-12 file): Split sizes as an attribute, as opset 12 has them;
+    ONNX Runtime and the full checker accept the result."""
+    torch.manual_seed(1)
+    path = tmp_path / "lstm12.onnx"
+    torch.onnx.export(Recurrent("lstm").eval(), (torch.zeros(1, 1, 4, 6),), str(path), opset_version=12,
+                      input_names=["x"], output_names=["y"], dynamo=False)
+    model, records, _, err = _rewritten(tmp_path, onnx.load(path), [1, 1, 4, 6])
+    splits = [n for n in model.graph.node if n.op_type == "Split"]
+    assert splits and all(len(n.input) == 1 and [a.name for a in n.attribute] == ["axis", "split"] for n in splits)
+    onnx.checker.check_model(model, full_check=True)
+    assert err < 1e-5 and records[-1]["applied"] and "at the model's opset 12" in adjustment_text(records[-1])
+
+
+def test_a_node_the_models_opset_does_not_define_is_refused():
+    from tflite_int8.convert.graph import Graph
+
+    g = Graph(_model([helper.make_node("Relu", ["x"], ["y"])], [1, 4]))
+    g.opset = 12
+    with pytest.raises(ValueError, match=r"Split with 2 input\(s\) is not valid at the model's opset 12"):
+        g.add("Split", ["x", g.const(np.array([2, 2], np.int64))], axis=1, outputs=2)
+
+
+def test_a_slice_on_the_channel_and_a_later_axis_becomes_one_slice_per_axis(tmp_path):
+    """The STFT-as-Conv front end: onnxslim leaves one Slice per half with axes [1, 2] (the time axis whole)."""
+    from tests.models import stft_front_end
+
+    path = tmp_path / "stft.onnx"
+    export(stft_front_end(), path, (1, 256))
+    slices = [n for n in onnx.load(path).graph.node if n.op_type == "Slice"]
+    assert len(slices) == 2 and all(n.input[3] for n in slices)  # the case: axes given, several of them
+    model, records, _, err = _rewritten(tmp_path, onnx.load(path), [1, 256])
+    assert err == 0.0 and [r["rewrite"] for r in records if r["applied"]] == ["slice-axes"]
+    axes = [numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == n.input[3])).tolist()
+            for n in model.graph.node if n.op_type == "Slice"]
+    assert axes == [[1], [1]]  # the whole time axis is no longer sliced at all

@@ -51,3 +51,50 @@ def test_op_onnx2tf_cannot_translate_is_named(tmp_path):
     spec = PreprocessSpec(size=(8, 8), resize="stretch")
     with pytest.raises(ConversionError, match=r"\[translate\].*LpPool"):
         translate(tmp_path / "lp.onnx", tmp_path / "work", spec)
+
+
+def test_an_stft_written_as_conv_translates_after_the_slice_rewrite(tmp_path, rng):
+    """onnx2tf alone cuts the merged real/imag Slices on the wrong axes (then 'Depth of input (..) is not a multiple
+    of input depth of filter (..)' at the next Conv); after ``slice-axes`` its float32 TFLite matches ONNX Runtime."""
+    from tests.models import stft_front_end
+    from tflite_int8.config.inputs import InputSpec, InputTable
+    from tflite_int8.convert.rewrites import rewrite
+
+    path = export(stft_front_end(), tmp_path / "stft.onnx", (1, 256)).onnx_path
+    x = [rng.standard_normal((1, 256)).astype(np.float32) for _ in range(3)]
+    assert "slice-axes" in [r["rewrite"] for r in rewrite(path, x)[0] if r["applied"]]
+    res = translate(path, tmp_path / "work", InputTable((InputSpec("input", (1, 256)),)), samples=x, check_inputs=x)
+    m = res.check["outputs"][next(iter(res.check["outputs"]))]
+    assert m["cosine"] > 0.9999 and m["rel_max_err"] < 1e-4 and m["samples"] == 3
+
+
+def _conv_then_slice(path, starts, ends):
+    """x [1, 1, 16] -> Conv1d (6 channels, stride 4) [1, 6, 4] -> one Slice on axes [1, 2]."""
+    from onnx import numpy_helper
+
+    inits = [numpy_helper.from_array(np.random.default_rng(0).standard_normal((6, 1, 4)).astype(np.float32), "w")]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for v, n in ((starts, "s"), (ends, "e"), ([1, 2], "a"))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], strides=[4], kernel_shape=[4]),
+             helper.make_node("Slice", ["c", "s", "e", "a"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(onnx.shape_inference.infer_shapes(model), path)
+    return path
+
+
+def test_a_slice_on_channel_and_time_axes_is_wrong_in_onnx2tf_alone_and_right_after_the_rewrite(tmp_path):
+    """Why ``slice-axes`` exists: onnx2tf cuts such a Slice on the wrong axes (stopped by the check, shape or
+    values). If this starts passing without the rewrite, onnx2tf fixed it and the rewrite can go."""
+    from tflite_int8.config.inputs import InputSpec, InputTable
+    from tflite_int8.convert.rewrites import rewrite
+
+    table = InputTable((InputSpec("x", (1, 1, 16)),))
+    x = [np.random.default_rng(1).standard_normal((1, 1, 16)).astype(np.float32)]
+    path = _conv_then_slice(tmp_path / "slice.onnx", [3, 0], [6, 4])
+    with pytest.raises(ConversionError, match=r"\[translate\] output 'Identity': output shapes differ"):
+        translate(path, tmp_path / "raw", table, samples=x, check_inputs=x)
+    rewrite(path, x)
+    m = translate(path, tmp_path / "fixed", table, samples=x, check_inputs=x).check["outputs"]["Identity"]
+    assert m["cosine"] > 0.9999 and m["rel_max_err"] < 1e-5

@@ -21,6 +21,7 @@ from ..config.inputs import InputSpec, InputTable
 from ..errors import ConversionError, InputError
 from ..runtime.metrics import combine, compare
 from ..runtime.reference import flatten_outputs, load_onnx, ort_session
+from .opset import upgrade
 
 OPSET = 17
 
@@ -114,6 +115,14 @@ def _check(module: Any, onnx_path: Path, table: InputTable, names: list[str], sa
             "outputs": {n: combine(m) for n, m in per_output.items()}}
 
 
+def _probe(model: Any) -> list[dict[str, np.ndarray]]:
+    """One seeded standard-normal sample for each input of ``model`` (static shapes)."""
+    rng = np.random.default_rng(0)
+    inits = {i.name for i in model.graph.initializer}
+    return [{i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in model.graph.input if i.name not in inits}]
+
+
 ORT_MAX_IR_VERSION = 11  # onnxruntime 1.23
 
 
@@ -124,8 +133,10 @@ def _ort_version() -> str:
 
 
 def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
-                 shapes: Mapping[str, Sequence[int]] | None = None) -> ExportResult:
-    """Load an ONNX file, make its input shapes static, simplify it with onnxslim, save to ``dst``.
+                 shapes: Mapping[str, Sequence[int]] | None = None, check_inputs: Sequence[Any] = ()) -> ExportResult:
+    """Load an ONNX file, make its input shapes static, simplify it with onnxslim, upgrade an opset below 13 to
+    :data:`OPSET` (:mod:`.opset`, checked with ONNX Runtime on ``check_inputs``, else on one seeded random
+    sample), save to ``dst``.
 
     ``shapes``: each input's static shape (``convert`` resolves them: :mod:`.inputs`); without them the batch
     dimension becomes ``batch`` and any other dynamic dimension is refused.  Fixed dims are set on the inputs
@@ -170,6 +181,9 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
     if slim is None:
         raise ConversionError(f"onnxslim could not simplify {src}", stage="export")
     simplify_seconds = time.perf_counter() - t
+    slim, upgraded = upgrade(slim, OPSET, list(check_inputs) or _probe(slim), src)
+    if upgraded:
+        adjustments.append(upgraded)
     if slim.ir_version > ORT_MAX_IR_VERSION:  # newer onnx writers; the graph itself is unchanged
         adjustments.append(f"ONNX IR version lowered from {slim.ir_version} to {ORT_MAX_IR_VERSION}, the newest "
                            f"ONNX Runtime {_ort_version()} reads")

@@ -1,6 +1,11 @@
 """A small ONNX graph editor for the rewrites: look up producers, consumers, constants and shapes; add nodes and
 constants; replace a node by a new subgraph keeping its output name; rename; then tidy (unused nodes dropped,
-topological order, shapes inferred again)."""
+topological order, shapes inferred again).
+
+New nodes are written at the model's own opset (:attr:`Graph.opset`): :meth:`Graph.split`, :meth:`Graph.slice`
+and :meth:`Graph.pad` give their sizes as an attribute or as an input, whichever that opset defines, and
+:meth:`Graph.add` refuses a node the opset's schema does not accept (an opset-12 model must not get an
+opset-13 ``Split``)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -17,6 +22,7 @@ class Graph:
         except Exception:  # noqa: BLE001 - shapes are a help; a model ORT runs is still edited without them
             pass
         self.model = model
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
         self.renamed: dict[str, str] = {}  # new name -> original name
         self.declared: dict[str, list[int]] = {}  # shapes ONNX shape inference cannot find (contrib-domain ops)
         self._count = 0
@@ -128,6 +134,8 @@ class Graph:
         """Append a node (topological order is restored by :meth:`finish`); its output name (or names)."""
         from onnx import helper
 
+        if not domain:
+            self._check_schema(op, inputs, attrs)
         base = f"{like.name if like is not None and like.name else 'rewrite'}/{op}"
         names = [self._fresh(base + "_out") for _ in range(outputs)]
         node = self.model.graph.node.add()  # (append would store a copy, and edits of ``node`` would be lost)
@@ -137,6 +145,43 @@ class Graph:
         for i in inputs:
             self._consumers.setdefault(i, []).append(node)
         return names[0] if outputs == 1 else names
+
+    def _check_schema(self, op: str, inputs: Sequence[str], attrs: dict[str, Any]) -> None:
+        """A ValueError when ``op`` with these inputs and attributes is not valid at the model's opset."""
+        from onnx import defs
+
+        try:
+            schema = defs.get_schema(op, self.opset)
+        except Exception:  # noqa: BLE001 - onnx raises SchemaError for an op not defined at that opset
+            raise ValueError(f"op {op} does not exist at the model's opset {self.opset}") from None
+        unknown = sorted(set(attrs) - set(schema.attributes))
+        if not schema.min_input <= len(inputs) <= schema.max_input or unknown:
+            extra = f" and attribute(s) {', '.join(unknown)}" if unknown else ""
+            raise ValueError(f"{op} with {len(inputs)} input(s){extra} is not valid at the model's opset {self.opset} "
+                             f"({op}-{schema.since_version} takes {schema.min_input}..{schema.max_input} inputs)")
+
+    def split(self, x: str, sizes: Sequence[int], axis: int, *, like: Any = None) -> list[str]:
+        """``x`` split into ``sizes`` along ``axis``: the sizes as an input from opset 13, an attribute before."""
+        if self.opset >= 13:
+            return self.add("Split", [x, self.const(np.asarray(sizes, np.int64), "split")], like=like, axis=axis,
+                            outputs=len(sizes))
+        return self.add("Split", [x], like=like, axis=axis, split=[int(v) for v in sizes], outputs=len(sizes))
+
+    def slice(self, x: str, starts: Sequence[int], ends: Sequence[int], axes: Sequence[int], *,
+              like: Any = None, steps: Sequence[int] | None = None) -> str:
+        """``x[starts:ends:steps]`` on ``axes``: inputs from opset 10, attributes (no steps) before."""
+        if self.opset >= 10:
+            ins = [self.const(np.asarray(v, np.int64), n)
+                   for v, n in ((starts, "start"), (ends, "stop"), (axes, "axis"), (steps, "step")) if v is not None]
+            return self.add("Slice", [x] + ins, like=like)
+        return self.add("Slice", [x], like=like, starts=list(starts), ends=list(ends), axes=list(axes))
+
+    def pad(self, x: str, pads: Sequence[int], *, like: Any = None, mode: str = "constant") -> str:
+        """``x`` zero-padded by ``pads`` (ONNX order: all begins, then all ends): an input from opset 11, an
+        attribute before."""
+        if self.opset >= 11:
+            return self.add("Pad", [x, self.const(np.asarray(pads, np.int64), "pads")], like=like, mode=mode)
+        return self.add("Pad", [x], like=like, mode=mode, pads=[int(v) for v in pads])
 
     def replace(self, node: Any, new_output: str) -> None:
         """``node`` removed; the node making ``new_output`` now makes ``node``'s output (its name is kept)."""

@@ -227,7 +227,7 @@ def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds:
     if module is not None:
         exported = export(module, onnx_path, table, check_inputs=feeds)
     else:
-        exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table})
+        exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table}, check_inputs=feeds)
     _check_input_shape(exported, table, source)
     if module is None:
         run_onnx(onnx_path, feeds[:1])  # fails early, naming the file, if ORT cannot run it

@@ -15,7 +15,11 @@ rewrite whose difference exceeds its tolerance is undone and reported, never kep
 * ``erf-gelu``: ``x * 0.5 * (1 + erf(x / sqrt(2)))`` (PyTorch's default GELU) -> one Gelu node, which becomes
   TFLite's builtin GELU (int8) instead of a Flex Erf op;
 * ``unroll-rnn``: LSTM and GRU (forward, reverse, bidirectional, fixed length) -> the same recurrence unrolled into
-  MatMul/Add/Sigmoid/Tanh/Mul per time step (:mod:`.rnn_unroll`): plain int8 ops, each step calibrated.
+  MatMul/Add/Sigmoid/Tanh/Mul per time step (:mod:`.rnn_unroll`): plain int8 ops, each step calibrated;
+* ``slice-axes``: a Slice of a rank >= 3 tensor on the channel axis and a later one (onnxslim merges PyTorch's
+  ``y[:, :129, :]``-style slices into one) -> one Slice per axis that cuts something.  onnx2tf moves such a Slice's
+  axes to channels-last but not its starts and ends, so the wrong axis is cut (an STFT written as Conv, Silero
+  VAD's: the real/imaginary halves came out as the whole tensor and an empty one).
 """
 from __future__ import annotations
 
@@ -98,10 +102,9 @@ def _apply_pools(g: Graph, nodes: list[Any]) -> str:
         if node.op_type == "MaxPool":
             x = _edge_pad(g, node, x, begin, end)
         elif any(begin) or any(end):
-            x = g.add("Pad", [x, g.const(np.array([0, 0] + begin + [0, 0] + end, np.int64), "pads")],
-                      like=node, mode="constant")
+            x = g.pad(x, [0, 0] + begin + [0, 0] + end, like=node)
         attrs = {"kernel_shape": k, "strides": strides}
-        if node.op_type == "MaxPool":
+        if node.op_type == "MaxPool" and (g.opset >= 10 or any(d != 1 for d in dil)):
             attrs["dilations"] = dil
         pooled = g.add(node.op_type, [x], like=node, **attrs)
         if node.op_type == "AveragePool":
@@ -118,11 +121,8 @@ def _edge_pad(g: Graph, node: Any, x: str, begin: list[int], end: list[int]) -> 
         if not b and not e:
             continue
         axis = 2 + i
-        first = g.add("Slice", [x, g.const(np.array([0], np.int64), "start"), g.const(np.array([1], np.int64), "stop"),
-                                g.const(np.array([axis], np.int64), "axis")], like=node)
-        last = g.add("Slice", [x, g.const(np.array([-1], np.int64), "start"),
-                               g.const(np.array([np.iinfo(np.int64).max], np.int64), "stop"),
-                               g.const(np.array([axis], np.int64), "axis")], like=node)
+        first = g.slice(x, [0], [1], [axis], like=node)
+        last = g.slice(x, [-1], [np.iinfo(np.int64).max], [axis], like=node)
         x = g.add("Concat", [first] * b + [x] + [last] * e, like=node, axis=axis)
     return x
 
@@ -209,6 +209,48 @@ def _apply_gelu(g: Graph, found: list[tuple[str, str, list[Any]]]) -> str:
             f"GELU (int8) instead of a Flex Erf op")
 
 
+# ---- Slices on several axes ---------------------------------------------------------------------------------------
+
+def _slice_params(g: Graph, node: Any) -> list[tuple[int, int, int, int]] | None:
+    """(axis, start, end, step) per axis of a Slice with constant inputs (None: computed, or attribute form)."""
+    shape = g.shape(node.input[0])
+    if shape is None or len(node.input) < 3:
+        return None
+    vals = [g.const_value(i) if i else None for i in list(node.input[1:5])]
+    if any(v is None for k, v in enumerate(vals) if node.input[1 + k]):
+        return None
+    starts, ends = vals[0], vals[1]
+    axes = vals[2] if len(vals) > 2 and vals[2] is not None else np.arange(len(starts))
+    steps = vals[3] if len(vals) > 3 and vals[3] is not None else np.ones(len(starts), np.int64)
+    return [(int(a) % len(shape), int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
+
+
+def _find_slices(g: Graph) -> list[Any]:
+    """Slices of rank >= 3 tensors on the channel axis and a later one: onnx2tf moves those axes to channels-last
+    (1 -> last, k -> k - 1) but keeps the starts and ends in the ONNX order, so each is applied to the wrong axis."""
+    found = []
+    for node in (n for n in g.model.graph.node if n.op_type == "Slice"):
+        params = _slice_params(g, node)
+        axes = [p[0] for p in params or []]
+        if params and len(g.shape(node.input[0])) >= 3 and 1 in axes and any(a >= 2 for a in axes):
+            found.append(node)
+    return found
+
+
+def _apply_slices(g: Graph, nodes: list[Any]) -> str:
+    for node in nodes:
+        shape = g.shape(node.input[0])
+        x = node.input[0]
+        for axis, start, end, step in _slice_params(g, node):
+            whole = step == 1 and start in (0, -shape[axis]) and (end >= shape[axis])
+            if not whole:
+                x = g.slice(x, [start], [end], [axis], like=node, steps=None if step == 1 else [step])
+        g.replace(node, x if x != node.input[0] else g.add("Identity", [x], like=node))
+    return (f"{len(nodes)} Slice(s) on the channel axis and a later one -> one Slice per axis that cuts something "
+            f"(onnx2tf moves a multi-axis Slice's axes to channels-last but not its starts and ends: an STFT written "
+            f"as Conv lost its real/imaginary split)")
+
+
 # ---- recurrent layers ----------------------------------------------------------------------------------------------
 
 def _find_rnns(g: Graph) -> list[Any]:
@@ -232,6 +274,8 @@ REWRITES: dict[str, Rewrite] = {r.name: r for r in (
             _find_gelu, _apply_gelu, tolerance=1e-3),
     Rewrite("unroll-rnn", "LSTM/GRU of fixed length -> unrolled MatMul/Add/Sigmoid/Tanh/Mul steps",
             _find_rnns, _apply_rnns, tolerance=1e-3),
+    Rewrite("slice-axes", "Slice on the channel axis and a later one -> one Slice per axis (onnx2tf misplaces "
+            "their starts/ends)", _find_slices, _apply_slices, tolerance=0.0),
 )}
 
 
@@ -255,6 +299,7 @@ def rewrite(onnx_path: str | Path, check_inputs: Sequence[np.ndarray]) -> tuple[
         try:
             what = rw.apply(g, found)
             g.finish()
+            after = run_onnx(g.model, check_inputs)
         except UnsupportedOpError:
             raise
         except Exception as exc:  # a rewrite that cannot be done here is reported, and the model left as it was
@@ -265,11 +310,10 @@ def rewrite(onnx_path: str | Path, check_inputs: Sequence[np.ndarray]) -> tuple[
             records.append({"rewrite": rw.name, "what": rw.help, "nodes": len(found), "applied": False,
                             "why": f"{type(exc).__name__}: {exc}", "float_change": {}, "checked_on_samples": 0})
             continue
-        after = run_onnx(g.model, check_inputs)
         change = _change(before, after, [o.name for o in g.model.graph.output])
         worst = max((c["relative"] for c in change.values()), default=0.0)
         record = {"rewrite": rw.name, "what": what, "nodes": len(found), "float_change": change,
-                  "checked_on_samples": len(check_inputs)}
+                  "checked_on_samples": len(check_inputs), "opset": g.opset}
         if worst > rw.tolerance:
             record.update(applied=False, why=f"changed the float outputs by {worst:.3g} of their range (more than "
                                              f"{rw.tolerance:g}): not kept")
@@ -305,4 +349,5 @@ def adjustment_text(record: dict[str, Any]) -> str:
                 f"{worst[1]['max_abs_error']:.3g} on '{worst[0]}' ({worst[1]['relative']:.2g} of its range)")
     if not record.get("applied", True):
         return f"rewrite {record['rewrite']} NOT applied: {record['why']}; {measured}"
-    return f"rewrite {record['rewrite']}: {record['what']}; {measured}"
+    at = f" (new nodes written at the model's opset {record['opset']})" if record.get("opset", 13) < 13 else ""
+    return f"rewrite {record['rewrite']}: {record['what']}{at}; {measured}"

@@ -101,7 +101,7 @@ def _dense(g: Graph, node: Any, x: str, w_t: str, bias: np.ndarray) -> str:
 
 
 def _split(g: Graph, node: Any, x: str, parts: int, hidden: int) -> list[str]:
-    return g.add("Split", [x, g.const(np.full(parts, hidden, np.int64), "split")], like=node, axis=1, outputs=parts)
+    return g.split(x, [hidden] * parts, 1, like=node)
 
 
 def _lstm_step(g: Graph, node: Any, x_t: str, h: str | np.ndarray, c: str | np.ndarray, weights: tuple,

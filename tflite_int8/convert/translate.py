@@ -215,7 +215,13 @@ def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec |
         raise ConversionError(f"float32 TFLite has {len(names)} outputs, ONNX has {len(refs[0])}", stage="translate")
     per: dict[str, list] = {n: [] for n in names}
     for feed, ref in zip(feeds, refs):
-        got = runner(*[feed[n] for n in table.names])
+        try:
+            got = runner(*[feed[n] for n in table.names])
+        except ValueError as exc:  # the interpreter's "Invalid tensor size": an output onnx2tf made empty
+            shapes = ", ".join(f"'{o.name}' {list(o.shape)}" for o in runner.outputs)
+            raise ConversionError(f"the float32 TFLite from onnx2tf cannot be run ({str(exc).rstrip('.')}; its "
+                                  f"outputs: {shapes}, ONNX: {[list(np.shape(r)) for r in ref]}): the translation of "
+                                  f"some op is wrong; report it with the ONNX file", stage="translate") from None
         for name, r in zip(names, ref):
             try:
                 per[name].append(compare(r, align_layout(r, got[name])))
