@@ -27,7 +27,9 @@ LAYOUT_FREE = frozenset({
     "Identity", "Cast", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Neg", "Abs", "Sqrt",
     "Reciprocal", "Exp", "Log", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Clip", "Sigmoid",
     "HardSigmoid", "HardSwish", "Tanh", "Softplus", "Softsign", "Erf", "Gelu", "Mish", "Floor", "Ceil", "Round",
-    "Sign", "QuantizeLinear", "DequantizeLinear"})
+    "Sign", "QuantizeLinear", "DequantizeLinear", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual",
+    "And", "Or", "Not", "Where", "Pad", "Slice", "Split", "Concat", "Tile", "Expand", "Softmax", "LogSoftmax"})
+KEEPDIMS_OPS = frozenset({"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL2"})
 
 
 def read_layout(graph: Graph, name: str) -> tuple[str | None, str]:
@@ -49,8 +51,8 @@ def read_layout(graph: Graph, name: str) -> tuple[str | None, str]:
                     todo.extend(node.output)
             elif node.op_type in NCHW_OPS and node.input and node.input[0] == tensor:
                 found.setdefault("NCHW", f"its first layout-sensitive consumer is {label}, a channels-first op")
-            elif node.op_type in LAYOUT_FREE:
-                todo.extend(node.output)
+            elif node.op_type in LAYOUT_FREE or (node.op_type in KEEPDIMS_OPS and graph.attrs(node).get("keepdims", 1)):
+                todo.extend(node.output)  # the axes keep their meaning: read on
     if len(found) == 1:
         return next(iter(found.items()))
     if found:
@@ -59,10 +61,12 @@ def read_layout(graph: Graph, name: str) -> tuple[str | None, str]:
 
 
 def source_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mapping[str, str] | None,
-                   source: str) -> tuple[dict[str, str], list[str]]:
+                   source: str, shaped_by: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """{input name: 'NCHW' | 'NHWC'} for every 4-D input of ``model`` (an ONNX ModelProto), read from the graph or
     declared (``--input-layout``); the adjustments saying which were read.  ``ranks``: each input's rank (None:
-    not known yet, skipped).  InputError naming the flag when a 4-D input's layout cannot be known."""
+    not known yet, skipped).  ``shaped_by``: a PyTorch image input's preprocessing layout, which made the shape it
+    was exported at (the layout when the graph does not show one).  InputError naming the flag when a 4-D
+    input's layout cannot be known."""
     declared = {str(k): _checked(k, v) for k, v in (declared or {}).items()}
     unknown = sorted(set(declared) - set(ranks))
     if unknown:
@@ -83,6 +87,11 @@ def source_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mappin
             if seen is not None and seen != declared[name]:
                 notes.append(f"input '{name}': layout {declared[name]} as declared (--input-layout), although "
                              f"{why}")
+            continue
+        if seen is None and name in (shaped_by or {}):
+            layouts[name] = shaped_by[name]
+            notes.append(f"input '{name}': layout {shaped_by[name]}, the preprocessing's, which made the shape it "
+                         f"was exported at ({why}; --input-layout declares it)")
             continue
         if seen is None:
             raise InputError(f"{source}: the layout of 4-D input '{name}' cannot be read from the graph ({why}); "

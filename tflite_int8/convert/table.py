@@ -35,7 +35,8 @@ def model_inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: 
 def exported_layouts(onnx_model: Any, table: InputTable, declared: Mapping[str, str] | None, report: dict) -> InputTable:
     """A PyTorch model's 4-D inputs' layouts, read from its exported ONNX (:mod:`.layouts`)."""
     label = str(report["source"]["model"])
-    found, notes = source_layouts(onnx_model, {s.name: s.rank for s in table}, declared, label)
+    shaped_by = {s.name: s.preprocess.layout for s in table if s.preprocess is not None}
+    found, notes = source_layouts(onnx_model, {s.name: s.rank for s in table}, declared, label, shaped_by)
     table = with_layouts(table, found, label)
     report["adjustments"] += notes
     report["inputs"] = table.to_list()

@@ -169,9 +169,11 @@ class Runner:
             raw = self.invoke([p[i] if _stacked(info) else p[i:i + 1] for p, info in zip(prepared, self.inputs)])
             for o, r in zip(self.outputs, raw):
                 results[o.name].append(dequantize(r, o))
-        out = {k: np.concatenate(v, axis=0) for k, v in results.items()}
+        stacked = {o.name for o in self.outputs if _stacked(o)}  # e.g. a state [2, 1, H]: (N, 2, 1, H)
+        out = {k: np.stack(v) if k in stacked else np.concatenate(v, axis=0) for k, v in results.items()}
         for name, perm in self._out_perms.items():
             if name in out and perm is not None:
+                perm = (0, *(p + 1 for p in perm)) if name in stacked else perm
                 out[name] = np.ascontiguousarray(out[name].transpose(perm))
         return out
 
