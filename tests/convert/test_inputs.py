@@ -39,6 +39,17 @@ def test_dynamic_dims_fixed_by_flag_size_or_data_each_said(tmp_path, photos):
     assert "('samples') fixed to 16000 from its data" in notes[0]
 
 
+def test_dynamic_dims_read_from_either_array_form_and_a_static_first_dim_is_kept(tmp_path):
+    for shape in [(3, 1, 1, 16000), (3, 1, 16000)]:  # (N, *S) and (N, *S[1:])
+        np.save(tmp_path / "wave.npy", np.zeros(shape, np.float32))
+        table, _ = _resolve([Declared("wave", ("batch", 1, "samples"))], tmp_path / "wave.npy")
+        assert table.specs[0].shape == (1, 1, 16000)
+    np.save(tmp_path / "state.npy", np.zeros((5, 2, 1, 64), np.float32))
+    table, notes = _resolve([Declared("state", (2, 1, "hidden"))], tmp_path / "state.npy")
+    assert table.specs[0].shape == (2, 1, 64) and notes == ["input 'state': dynamic dimension 2 ('hidden') fixed to 64 "
+                                                             "from its data"]
+
+
 def test_a_dim_nothing_fixes_is_refused_naming_the_flag(photos):
     with pytest.raises(InputError, match=r"dynamic dimension 2 \('h'\).*--input-shape images:1,3,<h>,<w> or --size"):
         _resolve([Declared("images", ("batch", 3, "h", "w"))], photos)
