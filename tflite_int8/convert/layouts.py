@@ -67,6 +67,15 @@ def source_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mappin
     not known yet, skipped).  ``shaped_by``: a PyTorch image input's preprocessing layout, which made the shape it
     was exported at (the layout when the graph does not show one).  InputError naming the flag when a 4-D
     input's layout cannot be known."""
+    layouts, notes, refusals = read_layouts(model, ranks, declared, source, shaped_by)
+    if refusals:
+        raise InputError(refusals[0])
+    return layouts, notes
+
+
+def read_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mapping[str, str] | None, source: str,
+                 shaped_by: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str], list[str]]:
+    """:func:`source_layouts`, the refusals returned (one line each, naming the flag) rather than raised."""
     declared = {str(k): _checked(k, v) for k, v in (declared or {}).items()}
     unknown = sorted(set(declared) - set(ranks))
     if unknown:
@@ -77,7 +86,8 @@ def source_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mappin
         raise InputError(f"--input-layout applies to 4-D inputs; input '{wrong[0]}' of {source} has rank "
                          f"{ranks[wrong[0]]}")
     graph = Graph(model) if any(r == 4 for r in ranks.values()) else None
-    layouts, notes = {}, []
+    layouts: dict[str, str] = {}
+    notes, refusals = [], []
     for name, rank in ranks.items():
         if rank != 4 or graph is None:
             continue
@@ -87,20 +97,19 @@ def source_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mappin
             if seen is not None and seen != declared[name]:
                 notes.append(f"input '{name}': layout {declared[name]} as declared (--input-layout), although "
                              f"{why}")
-            continue
-        if seen is None and name in (shaped_by or {}):
+        elif seen is None and name in (shaped_by or {}):
             layouts[name] = shaped_by[name]
             notes.append(f"input '{name}': layout {shaped_by[name]}, the preprocessing's, which made the shape it "
                          f"was exported at ({why}; --input-layout declares it)")
-            continue
-        if seen is None:
-            raise InputError(f"{source}: the layout of 4-D input '{name}' cannot be read from the graph ({why}); "
-                             f"declare it with --input-layout {name}:NHWC or {name}:NCHW (Python: input_layouts=)")
-        layouts[name] = seen
-        kept = "the .tflite keeps it NHWC" if seen == "NHWC" else "the .tflite takes it NHWC"
-        notes.append(f"input '{name}': source layout {seen} read from the graph ({why}); {kept} (--input-layout "
-                     f"declares it)")
-    return layouts, notes
+        elif seen is None:
+            refusals.append(f"{source}: the layout of 4-D input '{name}' cannot be read from the graph ({why}); "
+                            f"declare it with --input-layout {name}:NHWC or {name}:NCHW (Python: input_layouts=)")
+        else:
+            layouts[name] = seen
+            kept = "the .tflite keeps it NHWC" if seen == "NHWC" else "the .tflite takes it NHWC"
+            notes.append(f"input '{name}': source layout {seen} read from the graph ({why}); {kept} "
+                         f"(--input-layout declares it)")
+    return layouts, notes, refusals
 
 
 def follow_layout(pre: PreprocessSpec | None, layout: str | None) -> PreprocessSpec | None:

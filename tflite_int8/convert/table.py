@@ -7,10 +7,11 @@ from typing import Any, Mapping, Sequence
 
 from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
+from ..errors import InputError
 from ..runtime.reference import load_onnx
 from .constants import split_fixed
 from .inputs import declared_inputs, resolve_inputs
-from .layouts import ranks_of, source_layouts, with_layouts
+from .layouts import ranks_of, read_layouts, source_layouts, with_layouts
 
 
 def model_inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: Mapping[str, Sequence[int]] | None,
@@ -22,9 +23,12 @@ def model_inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: 
     onnx_model = load_onnx(source) if module is None else None
     label = str(source) if module is None else str(report["source"]["model"])
     declared = split_fixed(declared_inputs(module if module is not None else onnx_model, wanted=wanted), values, label)
-    found, notes = source_layouts(onnx_model, ranks_of(declared), layouts, label) if module is None else ({}, [])
+    found, notes, refusals = read_layouts(onnx_model, ranks_of(declared), layouts, label) if module is None \
+        else ({}, [], [])
     table, more = resolve_inputs(declared, source=label, spec=spec, spec_given=spec is not None,
                                  input_shapes=shapes, data=data, layouts=found)
+    if refusals:  # after the shapes and the data: what they lack is said first
+        raise InputError(refusals[0])
     report["adjustments"] += notes + more
     report["inputs"] = table.to_list()
     first = table.first_preprocess
