@@ -597,7 +597,7 @@ def _onnx_model(nodes: list, inputs: list, outputs: list, inits: dict) -> "onnx.
 
     graph = helper.make_graph(nodes, "m", inputs, outputs,
                               [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)  # ORT reads <= 11
     onnx.checker.check_model(model)
     return model
 

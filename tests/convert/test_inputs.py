@@ -206,9 +206,9 @@ def test_keras_channels_last_input_stays_nhwc_end_to_end(tmp_path):
     from tflite_int8.cli.summaries import feeding_lines
 
     keras_nhwc_onnx(tmp_path / "keras.onnx")
-    rng = np.random.default_rng(0)
-    np.save(tmp_path / "calib.npy", rng.standard_normal((16, 16, 16, 3)).astype(np.float32))  # (N, *S[1:])
-    np.save(tmp_path / "held.npy", rng.standard_normal((8, 1, 16, 16, 3)).astype(np.float32))  # (N, *S)
+    rng, colour = np.random.default_rng(0), np.array([1.5, -1.0, 0.5])  # channels of their own means, as photos
+    np.save(tmp_path / "calib.npy", (rng.standard_normal((16, 16, 16, 3)) + colour).astype(np.float32))  # (N, *S[1:])
+    np.save(tmp_path / "held.npy", (rng.standard_normal((8, 1, 16, 16, 3)) + colour).astype(np.float32))  # (N, *S)
     conv = convert(tmp_path / "keras.onnx", tmp_path / "out", data=tmp_path / "calib.npy")
     info = _full_integer_on_xnnpack(conv.int8_path)
     assert info["inputs"][0]["shape"] == [1, 16, 16, 3]  # was [1, 16, 3, 16]: taken for NCHW
@@ -221,9 +221,10 @@ def test_keras_channels_last_input_stays_nhwc_end_to_end(tmp_path):
     x = np.load(tmp_path / "held.npy")[:, 0]
     ref = ort.InferenceSession(str(tmp_path / "keras.onnx")).run(None, {"x": x})[0]
     runner = Runner(conv.int8_path)  # the phone's view: the file alone, its input as a camera gives it (NHWC)
-    assert _cosine(runner(x)["y"], ref) > 0.99
+    mean = ref.mean(axis=0)  # what varies from sample to sample (the bias alone keeps any cosine high)
+    assert _cosine(runner(x)["y"] - mean, ref - mean) > 0.9
     channels_first = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape)  # the same bytes as NCHW
-    assert _cosine(runner(channels_first)["y"], ref) < 0.9
+    assert _cosine(runner(channels_first)["y"] - mean, ref - mean) < 0.5
 
 
 def test_an_unreadable_layout_is_declared_with_input_layouts(tmp_path):
