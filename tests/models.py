@@ -615,7 +615,8 @@ def keras_nhwc_onnx(path, into: str = "transpose") -> None:
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
     inits = {"scale": np.float32(0.5), "w2": (rng.standard_normal((8, 4)) * 0.3).astype(np.float32)}
     if into == "reshape":
-        inits |= {"shape": np.array([1, 768], np.int64), "w1": (rng.standard_normal((768, 8)) * 0.05).astype(np.float32)}
+        inits |= {"shape": np.array([1, 768], np.int64),
+                  "w1": (rng.standard_normal((768, 8)) * 0.05).astype(np.float32)}
         nodes = [helper.make_node("Reshape", ["x", "shape"], ["f"]), helper.make_node("MatMul", ["f", "w1"], ["h"]),
                  helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
     else:

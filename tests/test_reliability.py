@@ -251,8 +251,8 @@ CASES = [
          lambda t, c: _convert("tests.models:tiny", t, c, data=_folder(t, {"a.txt": b"hi", "b.jpg": b"\xff\xd8no"}))),
     Case("calibration path does not exist", InputError, 2, "does not exist",
          lambda t, c: _convert("tests.models:tiny", t, c, data=t / "nowhere")),
-    Case(".npy of wrong shape", InputError, 2, "the array is (4, 3, 16, 16); the model input is [1, 3, 32, 32]", lambda t, c: _convert(
-        "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
+    Case(".npy of wrong shape", InputError, 2, "the array is (4, 3, 16, 16); the model input is [1, 3, 32, 32]",
+         lambda t, c: _convert("tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
     Case(".npy of wrong dtype", InputError, 2, "expected float32", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 32, 32), np.int64)))),
     Case(".npy with NaN/Inf", InputError, 2, "contain NaN or Inf", lambda t, c: _convert(

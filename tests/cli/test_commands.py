@@ -168,7 +168,8 @@ def test_layout_and_value_flags_are_named_when_needed(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "c"), "--data", str(tmp_path / "v.npz"),
                  "--input-value", "sr=16000", "--input-value", "sr=8000"]) == 2
     assert "--input-value gives input 'sr' twice (16000 and 8000)" in capsys.readouterr().err
-    for flag, value, form in [("--input-layout", "x:NWC", "NAME:NHWC or NAME:NCHW"), ("--input-value", "sr", "NAME=NUMBER")]:
+    for flag, value, form in [("--input-layout", "x:NWC", "NAME:NHWC or NAME:NCHW"),
+                              ("--input-value", "sr", "NAME=NUMBER")]:
         with pytest.raises(SystemExit) as info:
             main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "d"), flag, value])
         assert info.value.code == 2 and form in capsys.readouterr().err

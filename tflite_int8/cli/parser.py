@@ -75,7 +75,8 @@ def _input_value(text: str) -> tuple[str, int | float]:
 
 
 DATA_HELP = ("a folder of images (image inputs), a .npy of preprocessed inputs (one input; (N, *input shape), or "
-             "(N, *shape[1:]) when the first dimension is 1), a .npz with one array per input name; repeatable, NAME=PATH gives one input's data")
+             "(N, *shape[1:]) when the first dimension is 1), a .npz with one array per input name; repeatable, "
+             "NAME=PATH gives one input's data")
 LAYOUT_HELP = ("NAME:NHWC or NAME:NCHW declares a 4-D input's layout in the source model when the graph does not "
                "show it (it is read from the graph otherwise); repeatable")
 VALUE_HELP = ("NAME=VALUE fixes an ONNX input to a constant (e.g. a sample rate sr=16000), folded into the model; "

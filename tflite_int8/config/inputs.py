@@ -2,12 +2,13 @@
 
 An :class:`InputSpec` is either an *image* input (rank 4, fed from photos through its
 :class:`~tflite_int8.config.preprocess.PreprocessSpec`) or a *tensor* input (any rank, fed from ``.npy``/``.npz``
-arrays as they are: no mean/std).  ``shape`` is the source model's (ONNX/PyTorch) shape, its first dimension 1 when it is a
-dynamic batch (rank 0: ``()``); ``layout`` is a 4-D input's layout in the source model (``NCHW`` or ``NHWC``, read
-from the graph or declared with ``--input-layout``; None: not known, taken as channels-first as before).  ``perm``
-says how the TFLite file lays the input out: a channels-first 4-D/5-D input becomes channels-last in TFLite
-(NCHW -> NHWC, as onnx2tf translates it), a channels-last one (NHWC) and every other rank keep the source layout.  :class:`InputTable` is the ordered set of a
-model's inputs; it is stored in ``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
+arrays as they are: no mean/std).  ``shape`` is the source model's (ONNX/PyTorch) shape, its first dimension 1
+when it is a dynamic batch (rank 0: ``()``); ``layout`` is a 4-D input's layout in the source model (``NCHW`` or
+``NHWC``, read from the graph or declared with ``--input-layout``; None: not known, taken as channels-first as
+before).  ``perm`` says how the TFLite file lays the input out: a channels-first 4-D/5-D input becomes
+channels-last in TFLite (NCHW -> NHWC, as onnx2tf translates it), a channels-last one (NHWC) and every other rank
+keep the source layout.  :class:`InputTable` is the ordered set of a model's inputs; it is stored in
+``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
 """
 from __future__ import annotations
 

@@ -36,7 +36,8 @@ def model_inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: 
     return table
 
 
-def exported_layouts(onnx_model: Any, table: InputTable, declared: Mapping[str, str] | None, report: dict) -> InputTable:
+def exported_layouts(onnx_model: Any, table: InputTable, declared: Mapping[str, str] | None,
+                     report: dict) -> InputTable:
     """A PyTorch model's 4-D inputs' layouts, read from its exported ONNX (:mod:`.layouts`)."""
     label = str(report["source"]["model"])
     shaped_by = {s.name: s.preprocess.layout for s in table if s.preprocess is not None}

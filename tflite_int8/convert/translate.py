@@ -7,7 +7,8 @@ the user's own calibration samples; for any model but one 3-channel image input,
 onnx2tf's dummy inference gets one of the user's samples per input
 (``custom_input_op_name_np_data_path``, in the TFLite layout).  Inputs of rank 0-3
 keep the user's layout (``keep_shape_absolutely_input_names``: onnx2tf would turn
-NCW into NWC), and so do channels-last (NHWC) 4-D inputs; channels-first 4-D/5-D inputs become channels-last.  The float32 TFLite is then
+NCW into NWC), and so do channels-last (NHWC) 4-D inputs; channels-first 4-D/5-D
+inputs become channels-last.  The float32 TFLite is then
 checked against ONNX Runtime; a numerically wrong translation stops the pipeline.
 """
 from __future__ import annotations
