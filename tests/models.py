@@ -615,3 +615,79 @@ for _factory, _spec in ((ctc_recognizer, LINE_SPEC), (ctc_fragile, LINE_SPEC), (
                         (ceil_pool_net, FACE_SPEC), (gelu_block, PATCH_SPEC), (segmenter, TINY_SPEC),
                         (text_detector, TINY_SPEC), (cancelling, TINY_SPEC), (clamp_net, TINY_SPEC)):
     _factory.preprocess_spec = _spec  # type: ignore[attr-defined]
+
+
+# -- ONNX graphs as other exporters write them (onnx.helper) ---------------------------------------------------
+
+def _onnx_model(nodes: list, inputs: list, outputs: list, inits: dict) -> "onnx.ModelProto":
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(nodes, "m", inputs, outputs,
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)  # ORT reads <= 11
+    onnx.checker.check_model(model)
+    return model
+
+
+def keras_nhwc_onnx(path, into: str = "transpose") -> None:
+    """A channels-last input [N, 16, 16, 3] as tf2onnx writes a Keras model: scaled (layout-free Mul), then
+    Transpose(0, 3, 1, 2) -> Conv -> Relu -> GlobalAveragePool -> MatMul.  ``into="reshape"``: the input goes into
+    a Reshape and a MatMul instead, so the graph does not say its layout."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 16, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    inits = {"scale": np.float32(0.5), "w2": (rng.standard_normal((8, 4)) * 0.3).astype(np.float32)}
+    if into == "reshape":
+        inits |= {"shape": np.array([1, 768], np.int64),
+                  "w1": (rng.standard_normal((768, 8)) * 0.05).astype(np.float32)}
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["f"]), helper.make_node("MatMul", ["f", "w1"], ["h"]),
+                 helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    else:
+        inits |= {"w1": (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32),
+                  "b1": (rng.standard_normal(8) * 0.1).astype(np.float32)}
+        nodes = [helper.make_node("Mul", ["x", "scale"], ["xs"]),
+                 helper.make_node("Transpose", ["xs"], ["t"], perm=[0, 3, 1, 2]),
+                 helper.make_node("Conv", ["t", "w1", "b1"], ["c"], pads=[1, 1, 1, 1], name="conv1"),
+                 helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+                 helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("MatMul", ["f", "w2"], ["y"])]
+    onnx.save(_onnx_model(nodes, [x], [y], inits), str(path))
+
+
+def vad_onnx(path, hidden: int = 8, frame: int = 32) -> None:
+    """A voice-activity detector's interface: audio [1, frame], a recurrent state [2, 1, hidden] (its leading 2 is no
+    batch), a rank-0 int64 sample rate ``sr`` the graph branches on (If: 16000 as it is, else doubled); outputs
+    a probability [1, 1] and the new state."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+
+    def branch(name: str, node: "onnx.NodeProto") -> "onnx.GraphProto":
+        return helper.make_graph([node], name, [], [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT,
+                                                                                  [1, frame])])
+
+    inits = {"W": (rng.standard_normal((frame, hidden)) * 0.3).astype(np.float32),
+             "U": (rng.standard_normal((hidden, hidden)) * 0.3).astype(np.float32),
+             "V": (rng.standard_normal((hidden, 1)) * 0.3).astype(np.float32),
+             "k16": np.array(16000, np.int64), "two": np.float32(2.0)}
+    nodes = [helper.make_node("Equal", ["sr", "k16"], ["is16"]),
+             helper.make_node("If", ["is16"], ["xs"], name="rate",
+                              then_branch=branch("as_is", helper.make_node("Identity", ["x"], ["xs_t"])),
+                              else_branch=branch("doubled", helper.make_node("Mul", ["x", "two"], ["xs_e"]))),
+             helper.make_node("MatMul", ["xs", "W"], ["a"]), helper.make_node("MatMul", ["state", "U"], ["b"]),
+             helper.make_node("Add", ["b", "a"], ["ab"]), helper.make_node("Tanh", ["ab"], ["new_state"]),
+             helper.make_node("ReduceMean", ["new_state"], ["m"], axes=[0], keepdims=0),
+             helper.make_node("MatMul", ["m", "V"], ["logit"]), helper.make_node("Sigmoid", ["logit"], ["prob"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, frame]),
+              helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, hidden]),
+              helper.make_tensor_value_info("sr", TensorProto.INT64, [])]
+    outputs = [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1]),
+               helper.make_tensor_value_info("new_state", TensorProto.FLOAT, [2, 1, hidden])]
+    onnx.save(_onnx_model(nodes, inputs, outputs, inits), str(path))

@@ -219,16 +219,16 @@ CASES = [
     Case("ONNX with a dynamic dim --size cannot fix", InputError, 2, "give it with --input-shape x:1,<c>,32,32",
          _dynamic),
     Case("model with 2 image inputs, one folder", InputError, 2, "2 inputs", _two_inputs),
-    Case("non-image (1-D) input fed photos", InputError, 2, "is not an image input: give its data as a .npy (N, 16)",
-         _one_d),
+    Case("non-image (1-D) input fed photos", InputError, 2,
+         "is not an image input: give its data as a .npy (N, 1, 16) or (N, 16)", _one_d),
     Case("--input-shape names no input", InputError, 2, "--input-shape names 'feat', which",
          lambda t, c: _two_inputs_pt(t, c, data=_npz(t, image=IMAGES, feats=FEATS), input_shapes={"feat": (1, 16)})),
     Case(".npz missing an input", InputError, 2, "no data for input(s) feats",
          lambda t, c: _two_inputs_pt(t, c, data=_npz(t, image=IMAGES, features=FEATS))),
     Case("two-input model given one .npy", InputError, 2, "a .npy holds the data of one input",
          lambda t, c: _two_inputs_pt(t, c, data=_npy(t, FEATS))),
-    Case("input of the wrong rank in the .npz", InputError, 2, "data.npz['feats']: samples have shape (16, 1), the "
-         "model input 'feats' needs (16,)", lambda t, c: _two_inputs_pt(
+    Case("input of the wrong rank in the .npz", InputError, 2, "data.npz['feats']: the array is (4, 16, 1); the "
+         "model input 'feats' is [1, 16], so its array must be (N, 1, 16) or (N, 16)", lambda t, c: _two_inputs_pt(
              t, c, data=_npz(t, image=IMAGES, feats=FEATS[..., None]), input_shapes={"feats": (1, 16)})),
     Case("--input-shape of the wrong rank for an ONNX input", InputError, 2, "has rank 4 [1, c, 32, 32]; "
          "--input-shape gives 3 dims", lambda t, c: _with_shape(_dynamic(t, c), "x", (1, 3, 32), t)),
@@ -251,8 +251,8 @@ CASES = [
          lambda t, c: _convert("tests.models:tiny", t, c, data=_folder(t, {"a.txt": b"hi", "b.jpg": b"\xff\xd8no"}))),
     Case("calibration path does not exist", InputError, 2, "does not exist",
          lambda t, c: _convert("tests.models:tiny", t, c, data=t / "nowhere")),
-    Case(".npy of wrong shape", InputError, 2, "samples have shape", lambda t, c: _convert(
-        "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
+    Case(".npy of wrong shape", InputError, 2, "the array is (4, 3, 16, 16); the model input is [1, 3, 32, 32]",
+         lambda t, c: _convert("tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
     Case(".npy of wrong dtype", InputError, 2, "expected float32", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 32, 32), np.int64)))),
     Case(".npy with NaN/Inf", InputError, 2, "contain NaN or Inf", lambda t, c: _convert(

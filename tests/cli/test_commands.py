@@ -147,3 +147,29 @@ def test_input_shape_flag_syntax(tmp_path, capsys, value):
     with pytest.raises(SystemExit) as info:
         main(["convert", "tests.models:two_inputs", "-o", str(tmp_path / "x"), "--input-shape", value])
     assert info.value.code == 2 and "NAME:D1,D2" in capsys.readouterr().err
+
+
+def test_layout_and_value_flags_are_named_when_needed(tmp_path, capsys):
+    """A 4-D input the graph is silent about, a rank-0 input: exit 2 naming --input-layout / --input-value."""
+    import numpy as np
+
+    from tests.models import keras_nhwc_onnx, vad_onnx
+
+    keras_nhwc_onnx(tmp_path / "flat.onnx", into="reshape")
+    np.save(tmp_path / "x.npy", np.zeros((4, 16, 16, 3), np.float32))
+    assert main(["convert", str(tmp_path / "flat.onnx"), "-o", str(tmp_path / "a"), "--data",
+                 str(tmp_path / "x.npy")]) == 2
+    assert "declare it with --input-layout x:NHWC or x:NCHW" in capsys.readouterr().err
+    vad_onnx(tmp_path / "vad.onnx")
+    np.savez(tmp_path / "v.npz", x=np.zeros((4, 32), np.float32), state=np.zeros((4, 2, 1, 8), np.float32))
+    assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "b"), "--data",
+                 str(tmp_path / "v.npz")]) == 2
+    assert "fix it with --input-value sr=VALUE" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "c"), "--data", str(tmp_path / "v.npz"),
+                 "--input-value", "sr=16000", "--input-value", "sr=8000"]) == 2
+    assert "--input-value gives input 'sr' twice (16000 and 8000)" in capsys.readouterr().err
+    for flag, value, form in [("--input-layout", "x:NWC", "NAME:NHWC or NAME:NCHW"),
+                              ("--input-value", "sr", "NAME=NUMBER")]:
+        with pytest.raises(SystemExit) as info:
+            main(["convert", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "d"), flag, value])
+        assert info.value.code == 2 and form in capsys.readouterr().err

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tflite_int8 import InputError, PreprocessSpec
-from tflite_int8.config.inputs import InputSpec, InputTable, parse_input_shape, signature_name
+from tflite_int8.config.inputs import (InputSpec, InputTable, parse_input_layout, parse_input_shape, parse_input_value,
+                                       signature_name)
 
 
 def test_image_input_goes_channels_last_other_ranks_keep_their_layout():
@@ -19,6 +20,30 @@ def test_image_input_goes_channels_last_other_ranks_keep_their_layout():
     assert InputSpec("video", (1, 3, 4, 8, 8)).layout_change == "NCDHW -> NDHWC"
     nhwc = InputSpec("i", (1, 32, 32, 3), PreprocessSpec(size=(32, 32), layout="NHWC"))
     assert nhwc.tflite_shape == (1, 32, 32, 3) and nhwc.layout_change is None
+
+
+def test_a_channels_last_source_stays_channels_last_and_a_scalar_has_shape_nothing():
+    nhwc = InputSpec("x", (1, 48, 48, 3), layout="NHWC")  # a Keras model's input, read from its graph
+    assert nhwc.perm == (0, 1, 2, 3) and nhwc.tflite_shape == (1, 48, 48, 3) and nhwc.layout_change is None
+    nchw = InputSpec("x", (1, 3, 48, 48), layout="NCHW")
+    assert nchw.tflite_shape == (1, 48, 48, 3) and nchw.layout_change == "NCHW -> NHWC"
+    assert InputSpec.from_dict(nhwc.to_dict()) == nhwc and nhwc.to_dict()["layout"] == "NHWC"
+    assert InputSpec.from_dict({"name": "x", "shape": [1, 3, 8, 8]}).layout_change == "NCHW -> NHWC"  # older records
+    with pytest.raises(InputError, match="layout must be NCHW or NHWC for a 4-D input"):
+        InputSpec("t", (1, 50, 40), layout="NHWC")
+    sr = InputSpec("sr", ())
+    assert sr.shape == () and sr.rank == 0 and sr.tflite_shape == () and InputSpec.from_dict(sr.to_dict()) == sr
+
+
+def test_input_layout_and_value_syntax():
+    assert parse_input_layout("images:nhwc") == ("images", "NHWC") and parse_input_layout("a:b:NCHW") == ("a:b", "NCHW")
+    assert parse_input_value("sr=16000") == ("sr", 16000) and parse_input_value("t=0.5") == ("t", 0.5)
+    for bad in ["images", "images:NWC", ":NHWC"]:
+        with pytest.raises(InputError, match="NAME:NHWC or NAME:NCHW"):
+            parse_input_layout(bad)
+    for bad in ["sr", "sr=", "=3", "sr=fast"]:
+        with pytest.raises(InputError, match="NAME=NUMBER"):
+            parse_input_value(bad)
 
 
 def test_table_round_trips_and_feeds_by_name_or_position():

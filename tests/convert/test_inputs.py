@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.models import audio, two_inputs
+from tests.models import audio, keras_nhwc_onnx, qdq_onnx, two_inputs, vad_onnx
 from tflite_int8 import InputError, PreprocessSpec
 from tflite_int8.convert.export import export
 from tflite_int8.convert.inputs import Declared, declared_inputs, resolve_inputs
@@ -37,6 +37,17 @@ def test_dynamic_dims_fixed_by_flag_size_or_data_each_said(tmp_path, photos):
     table, notes = _resolve([Declared("wave", (1, 1, "samples"))], tmp_path / "wave.npy")
     assert table.specs[0].shape == (1, 1, 16000) and table.specs[0].kind == "tensor"
     assert "('samples') fixed to 16000 from its data" in notes[0]
+
+
+def test_dynamic_dims_read_from_either_array_form_and_a_static_first_dim_is_kept(tmp_path):
+    for shape in [(3, 1, 1, 16000), (3, 1, 16000)]:  # (N, *S) and (N, *S[1:])
+        np.save(tmp_path / "wave.npy", np.zeros(shape, np.float32))
+        table, _ = _resolve([Declared("wave", ("batch", 1, "samples"))], tmp_path / "wave.npy")
+        assert table.specs[0].shape == (1, 1, 16000)
+    np.save(tmp_path / "state.npy", np.zeros((5, 2, 1, 64), np.float32))
+    table, notes = _resolve([Declared("state", (2, 1, "hidden"))], tmp_path / "state.npy")
+    assert table.specs[0].shape == (2, 1, 64) and notes == ["input 'state': dynamic dimension 2 ('hidden') fixed to 64 "
+                                                             "from its data"]
 
 
 def test_a_dim_nothing_fixes_is_refused_naming_the_flag(photos):
@@ -147,3 +158,113 @@ def test_sequence_stays_rank_3_in_the_users_layout(tmp_path, kinds_data):
     got = Runner(conv.int8_path)(x)["output"]  # (N, time, features) in, as the PyTorch model takes it
     assert got.shape == ref.shape and np.corrcoef(got.ravel(), ref.ravel())[0, 1] > 0.99
     assert _verified(conv.out_dir, kinds_data / "sequence_verify.npy")["outputs"]["output"]["sqnr_db"] > 20
+
+
+# -- a 4-D input's source layout, read from the graph; inputs fixed to a constant; inputs with no batch axis -----
+
+def _layouts(path, declared=None):
+    from tflite_int8.convert.layouts import source_layouts
+
+    return source_layouts(onnx.load(str(path)), {"x": 4}, declared, path.name)
+
+
+def test_layout_is_read_from_the_graph_or_refused_naming_the_flag(tmp_path, photos):
+    keras_nhwc_onnx(tmp_path / "keras.onnx")
+    found, notes = _layouts(tmp_path / "keras.onnx")
+    assert found == {"x": "NHWC"} and "source layout NHWC read from the graph (it goes into Transpose" in notes[0]
+    qdq_onnx(tmp_path / "qdq.onnx")  # QuantizeLinear/DequantizeLinear then a Conv: channels-first
+    found, notes = _layouts(tmp_path / "qdq.onnx")
+    assert found == {"x": "NCHW"} and "is Conv" in notes[0]
+    keras_nhwc_onnx(tmp_path / "flat.onnx", into="reshape")  # Reshape -> MatMul: the graph does not say
+    with pytest.raises(InputError, match=r"flat.onnx: the layout of 4-D input 'x' cannot be read from the graph "
+                                         r"\(.*\); declare it with --input-layout x:NHWC or x:NCHW"):
+        _layouts(tmp_path / "flat.onnx")
+    assert _layouts(tmp_path / "flat.onnx", {"x": "nhwc"}) == ({"x": "NHWC"}, [])
+    found, notes = _layouts(tmp_path / "keras.onnx", {"x": "NCHW"})  # the user's word wins, the doubt is said
+    assert found == {"x": "NCHW"} and "as declared (--input-layout), although it goes into Transpose" in notes[0]
+    with pytest.raises(InputError, match="--input-layout names 'images', which keras.onnx has no input of"):
+        _layouts(tmp_path / "keras.onnx", {"images": "NHWC"})
+    # photos for a channels-last image input: the preprocessed arrays are NHWC too, and that is said
+    table, notes = resolve_inputs([Declared("x", ("N", 16, 16, 3))], source="keras.onnx", data=photos,
+                                  spec=PreprocessSpec(size=(16, 16)), spec_given=True, input_shapes=None,
+                                  layouts={"x": "NHWC"})
+    (s,) = table
+    assert s.kind == "image" and s.preprocess.layout == "NHWC" and s.layout == "NHWC"
+    assert s.tflite_shape == (1, 16, 16, 3) and any("laid out NHWC as the source model takes them" in n for n in notes)
+
+
+def _cosine(a, b):
+    return float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_keras_channels_last_input_stays_nhwc_end_to_end(tmp_path):
+    """tf2onnx's [N, 16, 16, 3] -> Transpose(0, 3, 1, 2) -> Conv: the .tflite takes [1, 16, 16, 3] as the Keras
+    model did; metadata and inspect say NHWC; verify passes; fed a channels-first buffer instead, int8 differs."""
+    import onnxruntime as ort
+
+    from tflite_int8 import Runner, convert
+    from tflite_int8.cli.summaries import feeding_lines
+
+    keras_nhwc_onnx(tmp_path / "keras.onnx")
+    rng, colour = np.random.default_rng(0), np.array([1.5, -1.0, 0.5])  # channels of their own means, as photos
+    np.save(tmp_path / "calib.npy", (rng.standard_normal((16, 16, 16, 3)) + colour).astype(np.float32))  # (N, *S[1:])
+    np.save(tmp_path / "held.npy", (rng.standard_normal((8, 1, 16, 16, 3)) + colour).astype(np.float32))  # (N, *S)
+    conv = convert(tmp_path / "keras.onnx", tmp_path / "out", data=tmp_path / "calib.npy")
+    info = _full_integer_on_xnnpack(conv.int8_path)
+    assert info["inputs"][0]["shape"] == [1, 16, 16, 3]  # was [1, 16, 3, 16]: taken for NCHW
+    assert conv.report["inputs"][0]["layout"] == "NHWC" and conv.report["inputs"][0]["layout_change"] is None
+    assert info["feeding"]["inputs"][0]["layout"] == "NHWC"
+    assert any("source layout NHWC read from the graph" in a for a in conv.report["adjustments"])
+    assert "  input 'x' (tensor): [1, 16, 16, 3] NHWC, as in the source model" in feeding_lines(info)
+    assert conv.report["stages"]["translate"]["check"]["outputs"]["y"]["cosine_min"] > 0.9999
+    _verified(conv.out_dir, tmp_path / "held.npy")
+    x = np.load(tmp_path / "held.npy")[:, 0]
+    ref = ort.InferenceSession(str(tmp_path / "keras.onnx")).run(None, {"x": x})[0]
+    runner = Runner(conv.int8_path)  # the phone's view: the file alone, its input as a camera gives it (NHWC)
+    mean = ref.mean(axis=0)  # what varies from sample to sample (the bias alone keeps any cosine high)
+    assert _cosine(runner(x)["y"] - mean, ref - mean) > 0.9
+    channels_first = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape)  # the same bytes as NCHW
+    assert _cosine(runner(channels_first)["y"] - mean, ref - mean) < 0.5
+
+
+def test_an_unreadable_layout_is_declared_with_input_layouts(tmp_path):
+    from tflite_int8 import convert
+
+    keras_nhwc_onnx(tmp_path / "flat.onnx", into="reshape")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((12, 16, 16, 3)).astype(np.float32))
+    with pytest.raises(InputError, match="declare it with --input-layout x:NHWC or x:NCHW"):
+        convert(tmp_path / "flat.onnx", tmp_path / "refused", data=tmp_path / "calib.npy")
+    conv = convert(tmp_path / "flat.onnx", tmp_path / "out", data=tmp_path / "calib.npy", input_layouts={"x": "NHWC"})
+    assert conv.report["inputs"][0]["layout"] == "NHWC" and _full_integer_on_xnnpack(conv.int8_path)["inputs"][0][
+        "shape"] == [1, 16, 16, 3]
+    assert not any("read from the graph" in a for a in conv.report["adjustments"])  # declared, not read
+
+
+def test_a_scalar_input_is_fixed_to_a_value_and_a_state_keeps_its_leading_2(tmp_path):
+    """A VAD: audio [1, 32], state [2, 1, 8] fed (N, 2, 1, 8), sample rate sr a rank-0 int64 the graph branches on."""
+    from tflite_int8 import Runner, convert
+
+    vad_onnx(tmp_path / "vad.onnx")
+    rng = np.random.default_rng(0)
+    for split, n in (("calib", 16), ("held", 8)):
+        np.savez(tmp_path / f"{split}.npz", x=rng.standard_normal((n, 32)).astype(np.float32),
+                 state=(rng.standard_normal((n, 2, 1, 8)) * 0.5).astype(np.float32))
+    with pytest.raises(InputError, match=r"input 'sr' of .*vad.onnx is a scalar \(rank 0\).*--input-value sr=VALUE"):
+        convert(tmp_path / "vad.onnx", tmp_path / "refused", data=tmp_path / "calib.npz")
+    conv = convert(tmp_path / "vad.onnx", tmp_path / "out", data=tmp_path / "calib.npz", input_values={"sr": 16000})
+    assert [(i["name"], i["shape"]) for i in conv.report["inputs"]] == [("x", [1, 32]), ("state", [2, 1, 8])]
+    assert "input 'sr' fixed to the constant 16000 (int64)" in conv.report["adjustments"][0]
+    assert "folded: Equal x1, If x1" in conv.report["adjustments"][1]
+    info = _full_integer_on_xnnpack(conv.int8_path)
+    assert [i["shape"] for i in info["inputs"]] == [[1, 32], [2, 1, 8]]
+    assert {n.op_type for n in onnx.load(str(conv.out_dir / "model.onnx")).graph.node}.isdisjoint({"If", "Equal"})
+    _verified(conv.out_dir, tmp_path / "held.npz")
+    held = np.load(tmp_path / "held.npz")
+    got = Runner(conv.int8_path)(held["x"], held["state"])  # (N, 32) and (N, 2, 1, 8): N runs
+    assert got["prob"].shape == (8, 1) and got["new_state"].shape == (8, 2, 1, 8)  # [1, 1] and [2, 1, 8] each
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(conv.out_dir / "model.onnx"))  # sr folded in: x and state only
+    ref = np.stack([session.run(["new_state"], {"x": held["x"][i:i + 1], "state": held["state"][i]})[0]
+                    for i in range(8)])
+    assert _cosine(got["new_state"], ref) > 0.99

@@ -148,7 +148,8 @@ def test_tflite_matched_qat_keeps_every_weight_and_scale(tflite_qat_conversion, 
     dw = tflite_qat_model.get_submodule("dw.0").weight.detach().flatten(1)
     assert ((dw > 0).all(1) | (dw < 0).all(1)).sum() >= 4  # the premise: filters whose weights share one sign
     rep = tflite_qat_conversion.report
-    assert [a for a in rep["adjustments"] if "fake-quant module(s) exported" not in a] == []  # nothing departs
+    assert [a for a in rep["adjustments"]  # nothing departs (a layout read from the graph changes nothing)
+            if "fake-quant module(s) exported" not in a and "read from the graph" not in a] == []
     q = rep["qat"]
     assert q["activations_exact"] == q["activations_in_tflite"] >= 6 and not q["unmatched"] and not q["calibrated"]
     interp = Interpreter(model_path=str(tflite_qat_conversion.int8_path))

@@ -101,7 +101,8 @@ def test_npy_reader(tmp_path):
     xs = [s.x for s in reader]
     assert len(xs) == 5 and np.array_equal(xs[2][0], good[2])
     np.save(tmp_path / "shape.npy", good[:, :, :8])
-    with pytest.raises(InputError, match=r"samples have shape \(3, 8, 16\).*needs \(3, 16, 16\)"):
+    with pytest.raises(InputError, match=r"the array is \(5, 3, 8, 16\); the model input is \[1, 3, 16, 16\], so its "
+                                         r"array must be \(N, 1, 3, 16, 16\) or \(N, 3, 16, 16\)$"):
         open_reader(tmp_path / "shape.npy", SPEC)
     np.save(tmp_path / "ints.npy", good.astype(np.int32))
     with pytest.raises(InputError, match="dtype is int32"):
@@ -114,6 +115,28 @@ def test_npy_reader(tmp_path):
     (tmp_path / "junk.npy").write_bytes(b"junk")
     with pytest.raises(InputError, match="cannot read .*junk.npy"):
         open_reader(tmp_path / "junk.npy", SPEC)
+
+
+def test_arrays_hold_one_sample_axis_before_the_input_shape(tmp_path):
+    """(N, *S) for an input of shape S; (N, *S[1:]) too when S[0] is 1; a first dimension of 2 is no batch."""
+    from tflite_int8.config.inputs import InputSpec, InputTable
+
+    state = np.random.default_rng(0).standard_normal((4, 2, 1, 8)).astype(np.float32)
+    np.save(tmp_path / "state.npy", state)
+    table = InputTable((InputSpec("state", (2, 1, 8)),))
+    xs = [s.x for s in open_reader(tmp_path / "state.npy", table, warn_few=False)]
+    assert len(xs) == 4 and xs[1].shape == (2, 1, 8) and np.array_equal(xs[1], state[1])
+    np.save(tmp_path / "dropped.npy", state[:, 0])  # (N, 1, 8): the old (N, *S[1:]) form, S[0] is 2
+    with pytest.raises(InputError, match=r"the array is \(4, 1, 8\); the model input is \[2, 1, 8\], so its array "
+                                         r"must be \(N, 2, 1, 8\)$"):
+        open_reader(tmp_path / "dropped.npy", table, warn_few=False)
+    audio = InputTable((InputSpec("x", (1, 576)),))
+    for shape in [(3, 576), (3, 1, 576)]:  # both forms, the same samples
+        np.save(tmp_path / "x.npy", np.ones(shape, np.float32))
+        assert [s.x.shape for s in open_reader(tmp_path / "x.npy", audio, warn_few=False)] == [(1, 576)] * 3
+    np.save(tmp_path / "sr.npy", np.full(5, 16000.0, np.float32))  # a scalar input: (N,)
+    assert [s.x.shape for s in open_reader(tmp_path / "sr.npy", InputTable((InputSpec("sr", ()),)),
+                                           warn_few=False)] == [()] * 5
 
 
 def test_huge_jpeg_is_decoded_small(tmp_path):

@@ -62,8 +62,8 @@ def test_what_is_missing_or_wrong_is_named(arrays, data, message):
 
 def test_npz_member_of_the_wrong_shape(tmp_path):
     np.savez(tmp_path / "x.npz", image=np.zeros((2, 3, 16, 16), np.float32), feats=np.zeros((2, 8, 1), np.float32))
-    with pytest.raises(InputError, match=r"x.npz\['feats'\]: samples have shape \(8, 1\), the model input 'feats' "
-                                         r"needs \(8,\)"):
+    with pytest.raises(InputError, match=r"x.npz\['feats'\]: the array is \(2, 8, 1\); the model input 'feats' is "
+                                         r"\[1, 8\], so its array must be \(N, 1, 8\) or \(N, 8\)"):
         open_reader(tmp_path / "x.npz", TABLE, warn_few=False)
 
 

@@ -98,6 +98,16 @@ def shapes_from_args(values: list[tuple[str, tuple[int, ...]]] | None) -> dict[s
     return shapes or None
 
 
+def pairs_from_args(values: list[tuple[str, Any]] | None, flag: str) -> dict[str, Any] | None:
+    """--input-layout / --input-value pairs as {input name: value}; one input given twice is refused."""
+    out: dict[str, Any] = {}
+    for name, value in values or []:
+        if name in out and out[name] != value:
+            raise UsageError(f"{flag} gives input '{name}' twice ({out[name]} and {value})")
+        out[name] = value
+    return out or None
+
+
 # convert's int8-check flags: flag -> (threshold key, help)
 CHECK_FLAGS = {"check-min-cosine": ("cosine", "the conversion's own int8 check: mean cosine per output"),
                "check-min-sqnr": ("sqnr_db", "the conversion's own int8 check: SQNR dB per output"),
@@ -142,8 +152,10 @@ def convert_from_args(args: argparse.Namespace) -> ConversionResult:
                        allow_partial_weights=args.allow_partial_weights, num_samples=args.num_samples,
                        views=args.views, seed=args.seed, recipe=recipe, task=args.task,
                        head_fix=not args.no_head_fix, decode=args.decode,
-                       input_shapes=shapes_from_args(args.input_shape), force=args.force, check_thresholds=checks,
-                       progress=args.progress)
+                       input_shapes=shapes_from_args(args.input_shape),
+                       input_layouts=pairs_from_args(args.input_layout, "--input-layout"),
+                       input_values=pairs_from_args(args.input_value, "--input-value"), force=args.force,
+                       check_thresholds=checks, progress=args.progress)
 
 
 def verify_from_args(args: argparse.Namespace) -> VerifyResult:

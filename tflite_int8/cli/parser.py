@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..cluster import check_address
-from ..config.inputs import parse_input_shape
+from ..config.inputs import parse_input_layout, parse_input_shape, parse_input_value
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
 from ..config.tasks import TASKS
@@ -60,8 +60,27 @@ def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-DATA_HELP = ("a folder of images (image inputs), a .npy (N, ...) of preprocessed inputs (one input), a .npz with one "
-             "array per input name; repeatable, NAME=PATH gives one input's data")
+def _input_layout(text: str) -> tuple[str, str]:
+    try:
+        return parse_input_layout(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _input_value(text: str) -> tuple[str, int | float]:
+    try:
+        return parse_input_value(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+DATA_HELP = ("a folder of images (image inputs), a .npy of preprocessed inputs (one input; (N, *input shape), or "
+             "(N, *shape[1:]) when the first dimension is 1), a .npz with one array per input name; repeatable, "
+             "NAME=PATH gives one input's data")
+LAYOUT_HELP = ("NAME:NHWC or NAME:NCHW declares a 4-D input's layout in the source model when the graph does not "
+               "show it (it is read from the graph otherwise); repeatable")
+VALUE_HELP = ("NAME=VALUE fixes an ONNX input to a constant (e.g. a sample rate sr=16000), folded into the model; "
+              "repeatable. A scalar (rank-0) input needs one")
 SHAPE_HELP = ("NAME:D1,D2,... fixes an input's shape (dynamic dimensions of an ONNX file; a PyTorch input's "
               "shape); repeatable. Default: the model's own static shape (image inputs: --size)")
 
@@ -123,6 +142,8 @@ def _add_convert(sub: Any) -> None:
     c.add_argument("--data", action="append", metavar="[NAME=]PATH",
                    help=f"calibration data: {DATA_HELP} (default: the bundled representative_data/)")
     c.add_argument("--input-shape", action="append", type=_input_shape, metavar="NAME:DIMS", help=SHAPE_HELP)
+    c.add_argument("--input-layout", action="append", type=_input_layout, metavar="NAME:LAYOUT", help=LAYOUT_HELP)
+    c.add_argument("--input-value", action="append", type=_input_value, metavar="NAME=VALUE", help=VALUE_HELP)
     c.add_argument("--num-samples", type=int, help="calibration samples to use (default: all)")
     c.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
     c.add_argument("--seed", type=int, default=0)

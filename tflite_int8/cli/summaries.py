@@ -246,8 +246,8 @@ def feeding_lines(info: dict[str, Any]) -> list[str]:
     for i in meta.get("inputs", []):
         src, _, dst = (i.get("layout_change") or "").partition(" -> ")
         shape = f"{i['shape']} {src} -> TFLite {i['tflite_shape']} {dst}" if dst else f"{i['shape']}"
-        lines.append(f"  input '{i['name']}' ({i['kind']}): {shape}" + ("" if i.get("layout_change") else
-                                                                        ", layout as in the source model"))
+        kept = f" {i['layout']}, as in the source model" if i.get("layout") else ", layout as in the source model"
+        lines.append(f"  input '{i['name']}' ({i['kind']}): {shape}" + ("" if i.get("layout_change") else kept))
         p = i.get("preprocess")
         if p:
             mean = ",".join(f"{v:.4g}" for v in p["mean"])

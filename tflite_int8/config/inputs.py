@@ -2,10 +2,13 @@
 
 An :class:`InputSpec` is either an *image* input (rank 4, fed from photos through its
 :class:`~tflite_int8.config.preprocess.PreprocessSpec`) or a *tensor* input (any rank, fed from ``.npy``/``.npz``
-arrays as they are: no mean/std).  ``shape`` is the source model's (ONNX/PyTorch) shape with batch 1; ``perm``
-says how the TFLite file lays the input out: 4-D/5-D inputs are channels-last in TFLite (NCHW -> NHWC, as
-onnx2tf translates them), every other rank keeps the user's layout.  :class:`InputTable` is the ordered set of a
-model's inputs; it is stored in ``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
+arrays as they are: no mean/std).  ``shape`` is the source model's (ONNX/PyTorch) shape, its first dimension 1
+when it is a dynamic batch (rank 0: ``()``); ``layout`` is a 4-D input's layout in the source model (``NCHW`` or
+``NHWC``, read from the graph or declared with ``--input-layout``; None: not known, taken as channels-first as
+before).  ``perm`` says how the TFLite file lays the input out: a channels-first 4-D/5-D input becomes
+channels-last in TFLite (NCHW -> NHWC, as onnx2tf translates it), a channels-last one (NHWC) and every other rank
+keep the source layout.  :class:`InputTable` is the ordered set of a model's inputs; it is stored in
+``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .preprocess import PreprocessSpec
 
 IMAGE, TENSOR = "image", "tensor"
 CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # TFLite's layout of 4-D/5-D (NC...) inputs
+SOURCE_LAYOUTS = ("NCHW", "NHWC")  # a 4-D input's layout in the source model
 
 
 @dataclass(frozen=True)
@@ -29,12 +33,16 @@ class InputSpec:
     name: str
     shape: tuple[int, ...]
     preprocess: PreprocessSpec | None = None
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.shape)
-        if not shape or min(shape) < 1:
+        if shape and min(shape) < 1:
             raise InputError(f"input '{self.name}': shape must be positive integers, got {list(self.shape)}")
         object.__setattr__(self, "shape", shape)
+        if self.layout is not None and (self.layout not in SOURCE_LAYOUTS or len(shape) != 4):
+            raise InputError(f"input '{self.name}' {list(shape)}: layout must be NCHW or NHWC for a 4-D input, got "
+                             f"{self.layout!r}")
         p = self.preprocess
         if p is not None and (p.size is None or tuple(p.input_shape()) != shape):
             want = list(p.input_shape()) if p.size is not None else "unsized"
@@ -52,8 +60,9 @@ class InputSpec:
     @property
     def perm(self) -> tuple[int, ...]:
         """Source axes -> TFLite axes: ``tflite = source.transpose(perm)``."""
-        if self.preprocess is not None and self.preprocess.layout == "NHWC":
-            return tuple(range(self.rank))  # the user's arrays (and the model) are channels-last already
+        if self.layout == "NHWC" or (self.layout is None and self.preprocess is not None
+                                     and self.preprocess.layout == "NHWC"):
+            return tuple(range(self.rank))  # the model is channels-last already: TFLite takes it as it is
         return CHANNELS_LAST.get(self.rank, tuple(range(self.rank)))
 
     @property
@@ -74,7 +83,7 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
-                "tflite_shape": list(self.tflite_shape), "layout_change": self.layout_change,
+                "tflite_shape": list(self.tflite_shape), "layout": self.layout, "layout_change": self.layout_change,
                 "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None}
 
     @classmethod
@@ -82,7 +91,8 @@ class InputSpec:
         try:
             pre = data.get("preprocess")
             return cls(str(data["name"]), tuple(data["shape"]),
-                       PreprocessSpec.from_dict(pre, source=source) if pre is not None else None)
+                       PreprocessSpec.from_dict(pre, source=source) if pre is not None else None,
+                       data.get("layout"))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: an input entry is malformed ({exc}): {dict(data)!r}") from None
 
@@ -172,3 +182,23 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
         raise InputError(f"input shape must be NAME:D1,D2,... with positive integers (e.g. images:1,3,640,640), "
                          f"got {text!r}")
     return m["name"], tuple(int(d) for d in re.split(r"[,x]", m["dims"]))
+
+
+def parse_input_layout(text: str) -> tuple[str, str]:
+    """``NAME:NHWC`` -> ('NAME', 'NHWC') (a 4-D input's layout in the source model); InputError otherwise."""
+    name, _, layout = text.strip().rpartition(":")
+    if not name or layout.upper() not in SOURCE_LAYOUTS:
+        raise InputError(f"input layout must be NAME:NHWC or NAME:NCHW (e.g. images:NHWC), got {text!r}")
+    return name, layout.upper()
+
+
+def parse_input_value(text: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` -> ('NAME', VALUE), an int when it reads as one (e.g. sr=16000); InputError otherwise."""
+    name, _, value = text.strip().rpartition("=")
+    try:
+        number: int | float = int(value) if re.fullmatch(r"[+-]?\d+", value.strip()) else float(value)
+    except ValueError:
+        number = float("nan")
+    if not name or number != number:
+        raise InputError(f"input value must be NAME=NUMBER (e.g. sr=16000), got {text!r}")
+    return name, number

@@ -21,6 +21,7 @@ from ..config.inputs import InputSpec, InputTable
 from ..errors import ConversionError, InputError
 from ..runtime.metrics import combine, compare
 from ..runtime.reference import flatten_outputs, load_onnx, ort_session
+from .constants import fix_inputs
 from .opset import upgrade
 
 OPSET = 17
@@ -133,22 +134,24 @@ def _ort_version() -> str:
 
 
 def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
-                 shapes: Mapping[str, Sequence[int]] | None = None, check_inputs: Sequence[Any] = ()) -> ExportResult:
+                 shapes: Mapping[str, Sequence[int]] | None = None, values: Mapping[str, Any] | None = None,
+                 check_inputs: Sequence[Any] = ()) -> ExportResult:
     """Load an ONNX file, make its input shapes static, simplify it with onnxslim, upgrade an opset below 13 to
     :data:`OPSET` (:mod:`.opset`, checked with ONNX Runtime on ``check_inputs``, else on one seeded random
     sample), save to ``dst``.
 
     ``shapes``: each input's static shape (``convert`` resolves them: :mod:`.inputs`); without them the batch
     dimension becomes ``batch`` and any other dynamic dimension is refused.  Fixed dims are set on the inputs
-    and every other shape is inferred again (onnxslim's ``input_shapes``).
+    and every other shape is inferred again (onnxslim's ``input_shapes``).  ``values``: inputs fixed to a
+    constant (``--input-value``: :mod:`.constants`), folded before simplifying.
     """
     src, dst = Path(src), Path(dst)
     model = load_onnx(src)
+    adjustments: list[str] = fix_inputs(model, values, str(src)) if values else []
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:
         raise InputError(f"{src} has no inputs")
-    adjustments: list[str] = []
     fixed = False
     for inp in inputs:
         dims = inp.type.tensor_type.shape.dim

@@ -4,7 +4,7 @@ The TF converter names a SavedModel's outputs ``output_0``, ``output_1``... and 
 float32 file has no signature at all.  :func:`finalize` gives every file one ``serving_default`` signature whose
 inputs and outputs carry the source model's names, puts the subgraph's inputs and outputs in the source model's
 order (what LiteRT's Java API numbers 0, 1, ...), names the I/O tensors the same, and stores the
-``tflite_int8`` metadata (:mod:`tflite_int8.runtime.metadata`): each input's shape, layout change and
+``tflite_int8`` metadata (:mod:`tflite_int8.runtime.metadata`): each input's shape, source layout, layout change and
 preprocessing, each output's source shape and the transpose back to it.  The flatbuffer is edited with
 TensorFlow's ``flatbuffer_utils`` (what the TF converter itself uses to add its own metadata).
 """

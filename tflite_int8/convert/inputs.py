@@ -16,8 +16,9 @@ from typing import Any, Mapping, Sequence
 
 from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
-from ..data.sources import ARRAY, array_shape, assign_sources
+from ..data.sources import ARRAY, array_forms, array_shape, assign_sources
 from ..errors import InputError
+from .layouts import follow_layout, set_layout
 
 DEFAULT_SIZE = (224, 224)
 
@@ -51,8 +52,9 @@ def declared_inputs(model: Any, *, wanted: Sequence[str] = ()) -> list[Declared]
 
 def resolve_inputs(declared: Sequence[Declared], *, source: str, spec: PreprocessSpec | Mapping[str, PreprocessSpec]
                    | None, spec_given: bool, input_shapes: Mapping[str, Sequence[int]] | None,
-                   data: Any) -> tuple[InputTable, list[str]]:
-    """Every input with a static shape and its kind; the adjustments made on the way."""
+                   data: Any, layouts: Mapping[str, str] | None = None) -> tuple[InputTable, list[str]]:
+    """Every input with a static shape and its kind; the adjustments made on the way.  ``layouts``: 4-D inputs'
+    source layouts (:mod:`.layouts`); an image input's preprocessing follows its input's."""
     shapes = dict(input_shapes or {})
     names = [d.name for d in declared]
     unknown = sorted(set(shapes) - set(names))
@@ -63,11 +65,12 @@ def resolve_inputs(declared: Sequence[Declared], *, source: str, spec: Preproces
     notes: list[str] = []
     specs = []
     for d in declared:
-        pre = spec.get(d.name) if isinstance(spec, Mapping) else spec
+        given = spec.get(d.name) if isinstance(spec, Mapping) else spec
+        pre = follow_layout(given, (layouts or {}).get(d.name))
         fed_images = assigned[d.name][0] != ARRAY
         shape = _shape(d, shapes.get(d.name), pre, fed_images, array_shape(assigned[d.name]), source, notes)
-        specs.append(_input(d.name, shape, pre, spec_given and (fed_images or len(declared) == 1), fed_images,
-                            source, notes))
+        one = _input(d.name, shape, pre, spec_given and (fed_images or len(declared) == 1), fed_images, source, notes)
+        specs.append(set_layout(one, (layouts or {}).get(d.name), given, notes))
     if spec_given and not any(s.preprocess for s in specs) and not isinstance(spec, Mapping):
         notes.append("the preprocessing options apply to image inputs; the model has none (its inputs take the "
                      "arrays as they are)")
@@ -120,8 +123,8 @@ def _shape(d: Declared, explicit: Sequence[int] | None, pre: PreprocessSpec | No
                 and _image_axis(pre, k) is not None:
             dims[k] = pre.size[_image_axis(pre, k)]
             notes.append(f"input '{d.name}': dynamic dimension {k} ('{label}') fixed to {dims[k]} (--size)")
-        elif data_shape is not None and len(data_shape) == len(dims) - 1:
-            dims[k] = data_shape[k - 1]
+        elif data_shape is not None and len(data_shape) in (len(dims), len(dims) - 1):  # (N, *S) or (N, *S[1:])
+            dims[k] = data_shape[k - len(dims) + len(data_shape)]
             notes.append(f"input '{d.name}': dynamic dimension {k} ('{label}') fixed to {dims[k]} from its data")
         else:
             hint = " or --size HxW" if len(dims) == 4 and fed_images else ""
@@ -142,7 +145,7 @@ def _input(name: str, shape: tuple[int, ...], pre: PreprocessSpec | None, spec_g
     if not image:
         if fed_images:
             raise InputError(f"input '{name}' {list(shape)} of {source} is not an image input: give its data as a "
-                             f".npy (N, {', '.join(map(str, shape[1:]))}) or in a .npz")
+                             f".npy {array_forms(shape)} or in a .npz")
         return InputSpec(name, shape)
     base = pre or PreprocessSpec(size=None)
     size = (shape[2], shape[3]) if base.layout == "NCHW" else (shape[1], shape[2])

@@ -42,12 +42,12 @@ from .qat_check import simulation_check
 from .finalize import finalize
 from .guards import check_module, check_onnx, fold_pruning, freeze_fake_quant
 from .heads import apply
-from .inputs import declared_inputs, resolve_inputs
 from .int8_lint import check_file
 from .quantize import quantize
 from .record import FILE, load_conversion, new_record, stage
 from .rewrites import adjustment_text, rewrite
 from .sparsity import onnx_sparsity, sparsity_report, tflite_sparsity
+from .table import exported_layouts, model_inputs
 from .translate import translate
 
 __all__ = ["ConversionResult", "convert", "load_conversion"]
@@ -77,6 +77,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
             task: str = "auto", head_fix: bool = True, decode: str = "model",
             input_shapes: Mapping[str, Sequence[int]] | None = None,
+            input_layouts: Mapping[str, str] | None = None, input_values: Mapping[str, Any] | None = None,
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
             check_thresholds: Mapping[str, float | None] | None = None,
             progress: Progress | None = None) -> ConversionResult:
@@ -84,7 +85,10 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
     Inputs of any number and rank: ``data`` is a folder of photos (image inputs, through ``spec``), a ``.npy``
     (one input), a ``.npz`` (one array per input name) or {input name: source}; ``input_shapes`` ({name: shape})
-    fixes dynamic dimensions (and gives a PyTorch input's shape).  ``spec`` (``size`` None: the model's own) is
+    fixes dynamic dimensions (and gives a PyTorch input's shape); an array for an input of shape S is (N, *S), or
+    (N, *S[1:]) when S[0] is 1.  ``input_layouts`` ({name: 'NHWC' | 'NCHW'}) declares a 4-D input's source layout
+    when the graph does not show it (:mod:`.layouts`); ``input_values`` ({name: value}) fixes an ONNX input to a
+    constant, folded into the model (:mod:`.constants`).  ``spec`` (``size`` None: the model's own) is
     the image inputs' preprocessing; tensor inputs take their arrays as they are.
 
     ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
@@ -110,7 +114,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         if is_qat:
             _check_qat_request(recipe, task, head_fix, str(report["source"]["model"]))
         calib_source = data if data is not None else default_data_dir()
-        table = _inputs(module, source, spec, input_shapes, calib_source, report)
+        table = model_inputs(module, source, spec, input_shapes, calib_source, report, input_layouts, input_values)
         reader = open_reader(calib_source, table, views=views, num_samples=num_samples, seed=seed)
         report["calibration"] = _calibration_section(calib_source, reader, num_samples, views, seed)
         check_names, check_inputs = _spread(reader, CHECK_SAMPLES, table)
@@ -118,11 +122,13 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         onnx_samples = _first(reader, 20, table)
         onnx_path = stage_dir / "model.onnx"
         with stage(report, "export") as st:
-            exported = _export(module, source, onnx_path, table, check_inputs)
+            exported = _export(module, source, onnx_path, table, check_inputs, input_values)
             report["adjustments"] += exported.adjustments
             import onnx
 
             onnx_model = onnx.load(str(onnx_path))
+            if module is not None:  # a PyTorch model's layouts, read from its export
+                table = exported_layouts(onnx_model, table, input_layouts, report)
             float_sparsity = onnx_sparsity(onnx_model)
             st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
@@ -191,21 +197,6 @@ def _calibration_section(source: Any, reader: Any, num_samples: int | None, view
             "skipped_files": len(getattr(reader, "skipped", {}))}
 
 
-def _inputs(module: Any, source: Any, spec: PreprocessSpec | None, shapes: Mapping[str, Sequence[int]] | None,
-            data: Any, report: dict[str, Any]) -> InputTable:
-    """The model's inputs, every shape static (:mod:`.inputs`); recorded with the adjustments made."""
-    wanted = list(shapes or ()) + (list(data) if isinstance(data, Mapping) else [])
-    declared = declared_inputs(module if module is not None else load_onnx(source), wanted=wanted)
-    label = str(source) if module is None else str(report["source"]["model"])
-    table, notes = resolve_inputs(declared, source=label, spec=spec, spec_given=spec is not None,
-                                  input_shapes=shapes, data=data)
-    report["adjustments"] += notes
-    report["inputs"] = table.to_list()
-    first = table.first_preprocess
-    report["preprocess"] = first.to_dict() if first is not None else None
-    return table
-
-
 def _resolved(source: Any) -> Any:
     """The data source with absolute paths (a path, a list of paths, or {input name: either})."""
     if isinstance(source, Mapping):
@@ -223,11 +214,13 @@ def _warn_if_constant(feeds: list[dict[str, np.ndarray]], table: InputTable, rea
                           f"real, representative photos", Int8Warning, stacklevel=3)
 
 
-def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds: list[dict[str, np.ndarray]]) -> Any:
+def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds: list[dict[str, np.ndarray]],
+            values: Mapping[str, Any] | None) -> Any:
     if module is not None:
         exported = export(module, onnx_path, table, check_inputs=feeds)
     else:
-        exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table}, check_inputs=feeds)
+        exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table}, values=values,
+                                check_inputs=feeds)
     _check_input_shape(exported, table, source)
     if module is None:
         run_onnx(onnx_path, feeds[:1])  # fails early, naming the file, if ORT cannot run it

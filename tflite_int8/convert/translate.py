@@ -5,9 +5,10 @@ onnx2tf runs in a child process (:class:`Onnx2tfJob` through :mod:`tflite_int8.r
 the sample-image file it would otherwise download from GitHub, built here from
 the user's own calibration samples; for any model but one 3-channel image input,
 onnx2tf's dummy inference gets one of the user's samples per input
-(``custom_input_op_name_np_data_path``, in the TFLite layout).  Inputs of rank 1-3
+(``custom_input_op_name_np_data_path``, in the TFLite layout).  Inputs of rank 0-3
 keep the user's layout (``keep_shape_absolutely_input_names``: onnx2tf would turn
-NCW into NWC); 4-D/5-D inputs become channels-last.  The float32 TFLite is then
+NCW into NWC), and so do channels-last (NHWC) 4-D inputs; channels-first 4-D/5-D
+inputs become channels-last.  The float32 TFLite is then
 checked against ONNX Runtime; a numerically wrong translation stops the pipeline.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config.inputs import CHANNELS_LAST, InputSpec, InputTable
+from ..config.inputs import InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import ConversionError, CrashError, Int8Error, ParityError, UnsupportedOpError
 from ..runtime import child
@@ -91,7 +92,7 @@ def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec 
     scratch.mkdir(parents=True, exist_ok=True)
     out = work_dir / "saved_model"
     job = Onnx2tfJob(str(onnx_path), str(out), str(scratch),
-                     tuple(s.name for s in table if s.rank not in CHANNELS_LAST),
+                     tuple(s.name for s in table if s.layout_change is None),
                      tuple(tuple(p) for p in _write_samples(scratch, table, samples)))
     own = worker is None
     worker = worker or child.Worker(log=work_dir / "onnx2tf.log")
@@ -168,8 +169,8 @@ def _write_samples(scratch: Path, table: InputTable, samples: Sequence[Any]) -> 
         c = first.preprocess.num_channels if first is not None else 3
         data = np.random.default_rng(0).random((20, h, w, c), dtype=np.float32)
     np.save(scratch / ONNX2TF_SAMPLE_FILE, np.ascontiguousarray(data, dtype=np.float32))
-    if len(table) == 1 and table.specs[0].rank == 4 and table.specs[0].tflite_shape[-1] == 3:
-        return []  # onnx2tf's own path: the sample-image file above, resized
+    if len(table) == 1 and table.specs[0].layout_change and table.specs[0].tflite_shape[-1] == 3:
+        return []  # onnx2tf's own path (an NCHW image input): the sample-image file above, resized
     custom = []
     for k, s in enumerate(table):
         x = (s.to_tflite(np.asarray(feeds[0][s.name], np.float32)) if feeds

@@ -27,7 +27,7 @@ from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from .images import file_sha256, list_images, load_image
-from .sources import ARRAY, FILES, assign_sources, load_array
+from .sources import ARRAY, FILES, array_forms, assign_sources, load_array, samples_lead
 
 FEW_SAMPLES = 100
 
@@ -141,23 +141,20 @@ def _view(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 class ArrayReader:
-    """A ``.npy`` file (or the array ``key`` of a ``.npz``) of preprocessed float inputs, shape (N, *input shape
-    without batch)."""
+    """A ``.npy`` file (or the array ``key`` of a ``.npz``) of preprocessed float inputs: for an input of shape S,
+    (N, *S) — one leading sample axis — or, when S[0] is 1, (N, *S[1:])."""
 
     def __init__(self, path: str | Path, input_shape: Sequence[int], *, num_samples: int | None = None,
                  seed: int = 0, key: str | None = None, input_name: str | None = None):
         path = Path(path)
         arr = load_array(path, key)
         label = f"{path}[{key!r}]" if key is not None else str(path)
-        want = tuple(int(d) for d in input_shape[1:])
-        if arr.ndim == len(want):
-            arr = arr[None]
-        if tuple(arr.shape[1:]) != want:
+        lead = samples_lead(arr.shape, input_shape)
+        if lead is None:
             which = f"the model input '{input_name}'" if input_name else "the model input"
-            raise InputError(
-                f"{label}: samples have shape {tuple(arr.shape[1:])}, {which} needs {want} "
-                f"(array shape must be (N, {', '.join(map(str, want))}))"
-            )
+            raise InputError(f"{label}: the array is {tuple(arr.shape)}; {which} is {list(input_shape)}, so its "
+                             f"array must be {array_forms(input_shape)}")
+        self._lead = lead
         if arr.dtype.kind != "f":
             raise InputError(f"{label}: dtype is {arr.dtype}, expected float32 preprocessed inputs")
         bad = [i for i in range(arr.shape[0]) if not np.isfinite(arr[i]).all()]
@@ -183,8 +180,8 @@ class ArrayReader:
 
     def __iter__(self) -> Iterator[Sample]:
         for i in self._idx:
-            yield Sample(f"{self.path.name}[{i}]", np.ascontiguousarray(self._arr[i][None], dtype=np.float32),
-                         source=str(self.path))
+            x = self._arr[i][None] if self._lead else self._arr[i]
+            yield Sample(f"{self.path.name}[{i}]", np.array(x, dtype=np.float32, order="C"), source=str(self.path))
 
     def __getstate__(self) -> dict:
         """Pickled (for a child process or a worker) without the data: the other side reads the file again (a .npy
@@ -274,7 +271,7 @@ def _reader(kind: str, where: Any, key: str | None, table: InputTable | None, na
     pre = table[name].preprocess if table is not None else spec
     if pre is None:
         raise InputError(f"input '{name}' {list(table[name].shape)} is not an image input: give its data as a .npy "
-                         f"(N, {', '.join(map(str, table[name].shape[1:]))}) or in a .npz, not {where}")
+                         f"{array_forms(table[name].shape)} or in a .npz, not {where}")
     if kind == FILES:
         return ImageReader(where, pre, views=views, num_samples=num_samples, seed=seed)
     listing = list_images(where)

@@ -127,6 +127,27 @@ def load_array(path: Path, key: str | None) -> np.ndarray:
     return arr
 
 
+def array_forms(shape: Sequence[int]) -> str:
+    """The arrays an input of ``shape`` S takes: (N, *S) — one leading sample axis — or, when S[0] is 1, also
+    (N, *S[1:]) (the batch axis of 1 holding the samples), e.g. '(N, 1, 576) or (N, 576)'."""
+    def form(dims: Sequence[int]) -> str:
+        return "(N, " + ", ".join(str(int(d)) for d in dims) + ")" if len(dims) else "(N,)"
+
+    shape = tuple(shape)
+    return form(shape) + (f" or {form(shape[1:])}" if shape and shape[0] == 1 else "")
+
+
+def samples_lead(array_shape: Sequence[int], shape: Sequence[int]) -> bool | None:
+    """How an array of ``array_shape`` holds samples of an input of ``shape`` S: False for (N, *S), True for
+    (N, *S[1:]) with S[0] == 1 (each sample needs the batch axis back), None for neither."""
+    got, want = tuple(array_shape)[1:], tuple(shape)
+    if len(array_shape) and got == want:
+        return False
+    if want and want[0] == 1 and len(array_shape) and got == want[1:]:
+        return True
+    return None
+
+
 def array_shape(assigned: Assigned) -> tuple[int, ...] | None:
     """The per-sample shape of an array source, (N, *shape)[1:] (None for images); InputError if unreadable."""
     kind, where, key = assigned

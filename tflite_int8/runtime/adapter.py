@@ -166,12 +166,14 @@ class Runner:
                              f"({', '.join(f'{i.name}: {p.shape[0]}' for i, p in zip(self.inputs, prepared))})")
         results: dict[str, list[np.ndarray]] = {o.name: [] for o in self.outputs}
         for i in range(n):
-            raw = self.invoke([p[i:i + 1] for p in prepared])
+            raw = self.invoke([p[i] if _stacked(info) else p[i:i + 1] for p, info in zip(prepared, self.inputs)])
             for o, r in zip(self.outputs, raw):
                 results[o.name].append(dequantize(r, o))
-        out = {k: np.concatenate(v, axis=0) for k, v in results.items()}
+        stacked = {o.name for o in self.outputs if _stacked(o)}  # e.g. a state [2, 1, H]: (N, 2, 1, H)
+        out = {k: np.stack(v) if k in stacked else np.concatenate(v, axis=0) for k, v in results.items()}
         for name, perm in self._out_perms.items():
             if name in out and perm is not None:
+                perm = (0, *(p + 1 for p in perm)) if name in stacked else perm
                 out[name] = np.ascontiguousarray(out[name].transpose(perm))
         return out
 
@@ -222,6 +224,8 @@ class Runner:
                 f"input '{info.name}' of {self.path.name}: got {x.dtype} values; pass float values (the runner "
                 f"quantizes them to {info.dtype}), uint8 pixels with a preprocessing spec, or raw {info.dtype} "
                 f"through Runner.invoke()")
+        if not info.shape or info.shape[0] != 1:  # no batch axis of 1: (N, *shape), or one sample as it is
+            return self._quantized(self._stacked(x, info, declared), info)
         want = tuple(info.shape[1:])
         if x.ndim == len(info.shape) - 1:
             x = x[None]
@@ -237,6 +241,23 @@ class Runner:
             layout = self.spec.layout if self.spec is not None else "NHWC"
             raise InputError(f"input '{info.name}' of {self.path.name} expects shape (N, {', '.join(map(str, want))})"
                              f" in the TFLite layout (you declared {layout}), got {tuple(x.shape)}")
+        return self._quantized(x, info)
+
+    def _stacked(self, x: np.ndarray, info: TensorInfo, declared: InputSpec | None) -> np.ndarray:
+        """An input whose first dimension is no batch of 1 (e.g. a recurrent state [2, 1, H], or a scalar): one
+        sample of its shape S, or (N, *S); in the TFLite layout."""
+        source = self._source_inputs and declared is not None
+        shape = tuple(declared.shape) if source else tuple(info.shape)
+        if x.shape == shape:
+            x = x[None]
+        if tuple(x.shape[1:]) != shape:
+            where = "the source model's layout" if source else "the TFLite layout"
+            raise InputError(f"input '{info.name}' of {self.path.name} expects one sample {shape} or (N, "
+                             f"{', '.join(map(str, shape))}) ({where}), got {tuple(x.shape)}")
+        return np.ascontiguousarray(x.transpose(0, *(p + 1 for p in declared.perm))) if source else x
+
+    def _quantized(self, x: np.ndarray, info: TensorInfo) -> np.ndarray:
+        """Float values in the TFLite layout -> what the interpreter takes (checked, clamped if asked)."""
         lo, hi = float(np.min(x)), float(np.max(x))  # two cheap reductions; NaN/Inf show up here
         if not (np.isfinite(lo) and np.isfinite(hi)):
             x = self._check_finite(x, info)
@@ -319,6 +340,11 @@ class Runner:
             return None
         self.pixels_to_input(np.zeros((1, info.shape[1], info.shape[2], spec.num_channels), np.uint8), info)
         return "offset" if self._offsets[info.index] is not None else "table"
+
+
+def _stacked(info: TensorInfo) -> bool:
+    """Whether a prepared input holds (N, *shape) (no batch axis of 1 to run the samples along)."""
+    return not info.shape or info.shape[0] != 1
 
 
 def _natural_key(name: str) -> list:

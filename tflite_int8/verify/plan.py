@@ -86,7 +86,9 @@ def _with_spec(inputs: InputTable, spec: PreprocessSpec | None) -> InputTable:
     if len(images) > 1:
         raise InputError(f"the model has {len(images)} image inputs; one preprocessing spec cannot replace theirs")
     spec = spec if spec.size is not None else spec.with_overrides(size=images[0].preprocess.size)
-    return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in inputs))
+    if images[0].layout is not None:  # arrays laid out as the source model takes them (an NHWC Keras input)
+        spec = spec.with_overrides(layout=images[0].layout)
+    return InputTable(tuple(replace(s, preprocess=spec) if s.kind == "image" else s for s in inputs))
 
 
 def _folder_plan(conv: Conversion, int8: Path, reference: Any, spec: PreprocessSpec, inputs: InputTable) -> Plan:
