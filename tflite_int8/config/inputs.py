@@ -2,7 +2,8 @@
 
 An :class:`InputSpec` is either an *image* input (rank 4, fed from photos through its
 :class:`~tflite_int8.config.preprocess.PreprocessSpec`) or a *tensor* input (any rank, fed from ``.npy``/``.npz``
-arrays as they are: no mean/std).  ``shape`` is the source model's (ONNX/PyTorch) shape with batch 1; ``perm``
+arrays as they are: no mean/std).  A tensor input's ``dtype`` is the model's: float32, or an integer type (token
+ids, masks, indices: fed as they are, never quantized).  ``shape`` is the source model's (ONNX/PyTorch) shape with batch 1; ``perm``
 says how the TFLite file lays the input out: 4-D/5-D inputs are channels-last in TFLite (NCHW -> NHWC, as
 onnx2tf translates them), every other rank keeps the user's layout.  :class:`InputTable` is the ordered set of a
 model's inputs; it is stored in ``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
@@ -20,21 +21,32 @@ from .preprocess import PreprocessSpec
 
 IMAGE, TENSOR = "image", "tensor"
 CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # TFLite's layout of 4-D/5-D (NC...) inputs
+FLOAT = "float32"
+INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")  # integer inputs, taken as they are
+INT32_RANGE = (-2 ** 31, 2 ** 31 - 1)
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input. ``preprocess`` is set for image inputs only (how pixels become this input)."""
+    """One model input. ``preprocess`` is set for image inputs only (how pixels become this input); ``dtype``:
+    float32, or one of :data:`INTEGER_DTYPES` (the model's own type of an integer input)."""
 
     name: str
     shape: tuple[int, ...]
     preprocess: PreprocessSpec | None = None
+    dtype: str = FLOAT
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.shape)
         if not shape or min(shape) < 1:
             raise InputError(f"input '{self.name}': shape must be positive integers, got {list(self.shape)}")
         object.__setattr__(self, "shape", shape)
+        if self.dtype != FLOAT and self.dtype not in INTEGER_DTYPES:
+            raise InputError(f"input '{self.name}': dtype {self.dtype!r} is not supported; an input is float32 or "
+                             f"one of {', '.join(INTEGER_DTYPES)}")
+        if self.dtype != FLOAT and self.preprocess is not None:
+            raise InputError(f"input '{self.name}' is {self.dtype}: it takes arrays as they are, not photos "
+                             f"(give its data as a .npy or in a .npz)")
         p = self.preprocess
         if p is not None and (p.size is None or tuple(p.input_shape()) != shape):
             want = list(p.input_shape()) if p.size is not None else "unsized"
@@ -44,6 +56,11 @@ class InputSpec:
     @property
     def kind(self) -> str:
         return IMAGE if self.preprocess is not None else TENSOR
+
+    @property
+    def integer(self) -> bool:
+        """True for token ids, masks and indices: fed as they are, never quantized."""
+        return self.dtype != FLOAT
 
     @property
     def rank(self) -> int:
@@ -73,7 +90,7 @@ class InputSpec:
         return x if self.perm == tuple(range(x.ndim)) else np.ascontiguousarray(x.transpose(self.perm))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
                 "tflite_shape": list(self.tflite_shape), "layout_change": self.layout_change,
                 "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None}
 
@@ -82,7 +99,8 @@ class InputSpec:
         try:
             pre = data.get("preprocess")
             return cls(str(data["name"]), tuple(data["shape"]),
-                       PreprocessSpec.from_dict(pre, source=source) if pre is not None else None)
+                       PreprocessSpec.from_dict(pre, source=source) if pre is not None else None,
+                       str(data.get("dtype", FLOAT)))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: an input entry is malformed ({exc}): {dict(data)!r}") from None
 
@@ -172,3 +190,21 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
         raise InputError(f"input shape must be NAME:D1,D2,... with positive integers (e.g. images:1,3,640,640), "
                          f"got {text!r}")
     return m["name"], tuple(int(d) for d in re.split(r"[,x]", m["dims"]))
+
+
+def check_values(name: str, x: Any, dtype: str, where: str) -> Any:
+    """``x`` as input ``name``'s ``dtype``: float32 for a float input; an integer input takes integer (or bool)
+    arrays only, whose values must fit int32 (what TFLite's integer ops index with).  ``where`` names the data."""
+    x = np.asarray(x)
+    if dtype == FLOAT:
+        if x.dtype.kind not in "f":
+            raise InputError(f"{where}: input '{name}' is float32 but the values are {x.dtype}; give float32 "
+                             f"(preprocessed) values")
+        return x.astype(np.float32, copy=False)
+    if x.dtype.kind not in "iub":
+        raise InputError(f"{where}: input '{name}' takes {dtype} values (token ids, masks, indices), got {x.dtype}; "
+                         f"give an integer array, as the model takes it")
+    if x.size and x.dtype.kind != "b" and (int(x.min()) < INT32_RANGE[0] or int(x.max()) > INT32_RANGE[1]):
+        raise InputError(f"{where}: input '{name}' holds values outside int32 ({int(x.min())}..{int(x.max())}); "
+                         f"TFLite's integer ops take int32 indices")
+    return x.astype(np.dtype(dtype), copy=False)
