@@ -42,8 +42,9 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
     tensors = report.get("tensors", {})
     for kind in ("inputs", "outputs"):
         for t in tensors.get(kind, []):
-            lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale'][0]:.6g} "
-                         f"zero point {t['zero_point'][0]}")
+            quant = (f"scale {t['scale'][0]:.6g} zero point {t['zero_point'][0]}" if t["scale"]
+                     else "as it is (integer values, not quantized)")
+            lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} {quant}")
     sp = report.get("sparsity")
     if sp and sp["float"]["fraction"] > 0.01:
         lines.append(f"sparsity: {sp['float']['fraction']:.1%} of float weights are zero, {sp['int8']['fraction']:.1%} "
@@ -249,6 +250,9 @@ def feeding_lines(info: dict[str, Any]) -> list[str]:
             std = ",".join(f"{v:.4g}" for v in p["std"])
             lines.append(f"    {p['channels']} pixels, {p['resize']} to {p['size'][0]}x{p['size'][1]}, float = "
                          f"(pixel / {p['pixel_max']:g} - mean) / std, mean {mean}, std {std}")
+        elif i.get("dtype", "float32") != "float32":
+            lines.append(f"    {i['dtype']} values (token ids, masks, indices) as the source model takes them: set as "
+                         f"they are, never quantized (values must fit int32)")
         else:
             lines.append("    float values as the source model takes them (no mean/std)")
         lines.append(f"    {_quant_text(tensors.get(i['name']), 'in')}")
