@@ -215,6 +215,9 @@ def inspect_summary(info: dict[str, Any]) -> str:
             span = f"{verb} {rng[0]:.4g}..{rng[1]:.4g}" if rng else "-"
             lines.append(f"{kind[:-1]:7} {t['name'][:24]:24} {str(t['shape']):18} {t['dtype']:8} {q:34} {span}")
     lines += ["", "ops: " + counts_text(info["op_histogram"])]
+    if info.get("input_casts"):
+        lines.append(f"input casts: {info['input_casts']} (an integer input CAST to float32 and QUANTIZEd at once: "
+                     f"no float math, not counted as a float op)")
     x = info["xnnpack"]
     lines.append(f"XNNPACK: {x['partitions']} partition(s); takes {sum(x['delegated'].values())} ops, falls back on: "
                  f"{counts_text(x['fallback'])}")
