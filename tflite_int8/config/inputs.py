@@ -3,9 +3,9 @@
 An :class:`InputSpec` is either an *image* input (rank 4, fed from photos through its
 :class:`~tflite_int8.config.preprocess.PreprocessSpec`) or a *tensor* input (any rank, fed from ``.npy``/``.npz``
 arrays as they are: no mean/std).  A tensor input's ``dtype`` is the model's: float32, or an integer type (token
-ids, masks, indices: fed as they are, never quantized).  ``shape`` is the source model's (ONNX/PyTorch) shape with batch 1; ``perm``
-says how the TFLite file lays the input out: 4-D/5-D inputs are channels-last in TFLite (NCHW -> NHWC, as
-onnx2tf translates them), every other rank keeps the user's layout.  :class:`InputTable` is the ordered set of a
+ids, masks, indices: fed as they are, never quantized).  ``shape`` is the source model's (ONNX/PyTorch) shape
+with batch 1; ``perm`` says how the TFLite file lays the input out: 4-D/5-D inputs are channels-last in TFLite
+(NCHW -> NHWC, as onnx2tf translates them), every other rank keeps the user's layout.  :class:`InputTable` is the ordered set of a
 model's inputs; it is stored in ``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
 """
 from __future__ import annotations

@@ -148,8 +148,10 @@ def _dtype(d: Declared, data_dtype: str | None, source: str) -> str:
     """The input's dtype: the ONNX input's own (integer types kept, float types float32), else its data's."""
     if d.dtype is None:  # a PyTorch input: integer data means an integer input (token ids fed to nn.Embedding)
         return data_dtype if data_dtype in INTEGER_DTYPES else FLOAT
-    if d.dtype in INTEGER_DTYPES or d.dtype.startswith("float"):
-        return d.dtype if d.dtype in INTEGER_DTYPES else FLOAT
+    if d.dtype in INTEGER_DTYPES:
+        return d.dtype
+    if d.dtype.startswith("float"):
+        return FLOAT
     raise InputError(f"input '{d.name}' of {source} is {d.dtype}; inputs must be float or one of "
                      f"{', '.join(INTEGER_DTYPES)}: cast it in the model")
 
