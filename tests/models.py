@@ -611,6 +611,67 @@ def cancelling() -> nn.Module:
     return CancellingNet().eval()
 
 
+# -- integer inputs (issue 27): token ids and an attention mask, int64 in ONNX ------------------------------
+
+TEXT_VOCAB, TEXT_LEN = 100, 16
+
+
+class TinyEncoder(nn.Module):
+    """A BERT-style sentence encoder: ``forward(input_ids, attention_mask)`` (int64 ``[1, 16]``) -> a 32-d
+    embedding (token + position embeddings, LayerNorm, ``layers`` self-attention blocks over the unmasked tokens
+    with a GELU feed-forward, mean pooling over the mask).
+
+    int8-minded where BERT exports are not: the padding's additive mask is -10 (exp(-10) ~ 5e-5), not -1e4, which
+    would take the scores' whole int8 range; the mean's 1/count is looked up (a Gather indexed by the integer
+    token count) instead of divided by: TFLite has no int8 DIV, a division stays float."""
+
+    def __init__(self, vocab: int = TEXT_VOCAB, length: int = TEXT_LEN, hidden: int = 32, heads: int = 2,
+                 layers: int = 1) -> None:
+        super().__init__()
+        self.heads = heads
+        self.tokens = nn.Embedding(vocab, hidden)
+        self.positions = nn.Parameter(torch.randn(1, length, hidden) * 0.5)
+        self.norm = nn.LayerNorm(hidden)
+        self.qkv = nn.ModuleList(nn.Linear(hidden, 3 * hidden) for _ in range(layers))
+        self.proj = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.norm1 = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.ffn = nn.ModuleList(nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(approximate="tanh"),
+                                               nn.Linear(2 * hidden, hidden)) for _ in range(layers))
+        self.norm2 = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.register_buffer("inverse_count", torch.tensor([0.0] + [1.0 / k for k in range(1, length + 1)]))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.to(torch.float32)  # [1, S]
+        h = self.norm(self.tokens(input_ids) + self.positions)
+        for qkv, proj, n1, ffn, n2 in zip(self.qkv, self.proj, self.norm1, self.ffn, self.norm2):
+            h = n1(h + proj(self._attend(qkv(h), (mask - 1.0) * 10.0)))
+            h = n2(h + ffn(h))
+        return (h * mask[:, :, None]).sum(dim=1) * self.inverse_count[attention_mask.sum(dim=1)][:, None]
+
+    def _attend(self, qkv: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, s, three_d = qkv.shape
+        d = three_d // 3
+        q, k, v = (t.reshape(b, s, self.heads, d // self.heads).transpose(1, 2) for t in qkv.split(d, dim=2))
+        weights = torch.softmax(q @ k.transpose(2, 3) / (d // self.heads) ** 0.5 + bias[:, None, None, :], dim=-1)
+        return (weights @ v).transpose(1, 2).reshape(b, s, d)
+
+
+def tiny_encoder() -> nn.Module:
+    torch.manual_seed(11)
+    return TinyEncoder().eval()
+
+
+def token_batch(n: int, seed: int = 0) -> dict:
+    """``n`` random sentences for :class:`TinyEncoder`: int64 ids (0 = padding) and masks, 4 to 16 tokens each."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(4, TEXT_LEN + 1, size=n)
+    mask = (np.arange(TEXT_LEN)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = rng.integers(1, TEXT_VOCAB, size=(n, TEXT_LEN)).astype(np.int64) * mask
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 for _factory, _spec in ((ctc_recognizer, LINE_SPEC), (ctc_fragile, LINE_SPEC), (lstm_classifier, SEQ_SPEC),
                         (ceil_pool_net, FACE_SPEC), (gelu_block, PATCH_SPEC), (segmenter, TINY_SPEC),
                         (text_detector, TINY_SPEC), (cancelling, TINY_SPEC), (clamp_net, TINY_SPEC)):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tflite_int8 import InputError, PreprocessSpec
-from tflite_int8.config.inputs import (InputSpec, InputTable, parse_input_layout, parse_input_shape, parse_input_value,
-                                       signature_name)
+from tflite_int8.config.inputs import (InputSpec, InputTable, check_values, parse_input_layout, parse_input_shape,
+                                       parse_input_value, signature_name)
 
 
 def test_image_input_goes_channels_last_other_ranks_keep_their_layout():
@@ -88,3 +88,20 @@ def test_preprocess_size_may_wait_for_the_model():
     assert spec.size is None and PreprocessSpec.from_dict(spec.to_dict()) == spec
     with pytest.raises(InputError, match="no input size yet"):
         spec.input_shape()
+
+
+def test_an_integer_input_keeps_its_dtype_and_takes_integers_only():
+    spec = InputSpec("input_ids", (1, 16), dtype="int64")
+    assert spec.integer and spec.kind == "tensor" and spec.to_dict()["dtype"] == "int64"
+    assert InputTable.from_list([spec.to_dict()]).specs == (spec,)
+    assert InputSpec.from_dict({"name": "x", "shape": [1, 4]}).dtype == "float32"  # files written before dtypes
+    with pytest.raises(InputError, match="dtype 'uint64' is not supported"):
+        InputSpec("ids", (1, 16), dtype="uint64")
+    with pytest.raises(InputError, match="input 'ids' is int64: it takes arrays as they are, not photos"):
+        InputSpec("ids", (1, 3, 8, 8), PreprocessSpec(size=(8, 8)), dtype="int64")
+    ids = check_values("input_ids", np.arange(16, dtype=np.int32)[None], "int64", "t.npz")
+    assert ids.dtype == np.int64 and ids.tolist() == [list(range(16))]
+    with pytest.raises(InputError, match="t.npz: input 'input_ids' takes int64 values"):
+        check_values("input_ids", np.zeros((1, 16), np.float32), "int64", "t.npz")
+    with pytest.raises(InputError, match="t.npz: input 'feats' is float32 but the values are int64"):
+        check_values("feats", np.zeros((1, 16), np.int64), "float32", "t.npz")

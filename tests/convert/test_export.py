@@ -100,3 +100,21 @@ def test_a_model_that_cannot_run_at_the_given_shape_names_the_shape_and_the_fix(
     with pytest.raises(ConversionError, match=r"does not run on input\(s\) input \[1, 3, 224, 224\].*--input-shape"):
         export(torch.nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), tmp_path / "t.onnx", (1, 3, 224, 224))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_integer_inputs_are_exported_integer_and_checked_with_token_ids(tmp_path):
+    from tests.models import tiny_encoder, token_batch
+    from tflite_int8.config.inputs import InputSpec, InputTable
+    from tflite_int8.runtime.reference import run_onnx
+
+    table = InputTable((InputSpec("input_ids", (1, 16), dtype="int64"), InputSpec("attention_mask", (1, 16),
+                                                                                   dtype="int64")))
+    batch = token_batch(3, seed=4)
+    samples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(3)]
+    res = export(tiny_encoder(), tmp_path / "enc.onnx", table, check_inputs=samples)
+    model = onnx.load(str(res.onnx_path))
+    assert [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input] == [
+        ("input_ids", onnx.TensorProto.INT64), ("attention_mask", onnx.TensorProto.INT64)]
+    assert res.check["outputs"]["output"]["cosine_min"] > 0.9999  # ORT vs PyTorch on the same ids
+    out = run_onnx(res.onnx_path, [{k: v.astype(np.int32) for k, v in samples[0].items()}])  # cast to the file's
+    assert out[0][0].shape == (1, 32)

@@ -103,7 +103,7 @@ def test_onnx_declared_dims_read_symbolic_names():
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 40, "t"])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 40, "t"])])
-    assert declared_inputs(helper.make_model(graph)) == [Declared("x", ("n", 40, "t"))]
+    assert declared_inputs(helper.make_model(graph)) == [Declared("x", ("n", 40, "t"), "float32")]
 
 
 # -- converted end to end: full-integer, loaded with XNNPACK, verified ----------------------------------------
@@ -268,3 +268,94 @@ def test_a_scalar_input_is_fixed_to_a_value_and_a_state_keeps_its_leading_2(tmp_
     ref = np.stack([session.run(["new_state"], {"x": held["x"][i:i + 1], "state": held["state"][i]})[0]
                     for i in range(8)])
     assert _cosine(got["new_state"], ref) > 0.99
+
+
+# -- integer inputs (token ids, masks): read from the model, fed as they are, never quantized ------------------
+
+def _id_model(elem_type=TensorProto.INT64):
+    """ids [1, 6] -> Gather on a float table -> [1, 6, 4]: the smallest embedding lookup."""
+    table = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], np.arange(40, dtype=np.float32).tolist())
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["y"])], "g",
+                              [helper.make_tensor_value_info("ids", elem_type, ["n", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 6, 4])], [table])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_integer_input_keeps_its_dtype_from_the_onnx_file_or_the_data(tmp_path):
+    np.save(tmp_path / "ids.npy", np.arange(24).reshape(4, 6) % 10)
+    assert declared_inputs(_id_model()) == [Declared("ids", ("n", 6), "int64")]
+    table, _ = _resolve(declared_inputs(_id_model()), tmp_path / "ids.npy")
+    assert table["ids"].dtype == "int64" and table["ids"].integer and table.to_list()[0]["dtype"] == "int64"
+    torch_table, _ = _resolve([Declared("ids", None)], tmp_path / "ids.npy")  # a PyTorch input: its data's type
+    assert torch_table["ids"].dtype == np.load(tmp_path / "ids.npy").dtype.name
+    sample = next(iter(open_reader(tmp_path / "ids.npy", table, warn_few=False)))
+    assert sample.x.dtype == np.int64 and sample.x.tolist() == [[0, 1, 2, 3, 4, 5]]  # as they are: no mean/std
+
+
+def test_integer_data_is_checked_against_the_input(tmp_path):
+    np.save(tmp_path / "float.npy", np.zeros((4, 6), np.float32))
+    table, _ = _resolve(declared_inputs(_id_model()), tmp_path / "float.npy")  # the ONNX file says int64
+    with pytest.raises(InputError, match=r"input 'ids' takes int64 values .* got float32"):
+        open_reader(tmp_path / "float.npy", table, warn_few=False)
+    np.save(tmp_path / "huge.npy", np.full((4, 6), 2 ** 40, np.int64))
+    with pytest.raises(InputError, match=r"input 'ids' holds values outside int32"):
+        open_reader(tmp_path / "huge.npy", table, warn_few=False)
+    with pytest.raises(InputError, match=r"input 'ids' .* is a int64 input \(ids, masks: not photos\)"):
+        _resolve(declared_inputs(_id_model()), [str(tmp_path / "a.jpg")])
+    with pytest.raises(InputError, match=r"input 'ids' of m.onnx is uint64; inputs must be float or one of"):
+        _resolve(declared_inputs(_id_model(TensorProto.UINT64)), tmp_path / "huge.npy")
+
+
+@pytest.fixture(scope="module")
+def encoder_conversion(tmp_path_factory):
+    """tests.models:tiny_encoder exported to ONNX with int64 input_ids/attention_mask [1, 16] (dynamic batch, as
+    sentence encoders ship), converted by the CLI from a .npz of token ids and padded masks."""
+    import torch
+
+    from tests.models import tiny_encoder, token_batch
+    from tflite_int8.cli import main
+
+    d = tmp_path_factory.mktemp("encoder")
+    np.savez(d / "calib.npz", **token_batch(24, seed=0))
+    np.savez(d / "verify.npz", **token_batch(24, seed=1))
+    ids = {k: torch.from_numpy(v[:1]) for k, v in token_batch(1).items()}
+    torch.onnx.export(tiny_encoder(), (ids["input_ids"], ids["attention_mask"]), str(d / "encoder.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["embedding"], opset_version=17,
+                      dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}}, dynamo=False)
+    code = main(["convert", str(d / "encoder.onnx"), "-o", str(d / "out"), "--data", str(d / "calib.npz"),
+                 "--variants", "float32"])
+    return code, d
+
+
+def test_a_sentence_encoder_with_int64_ids_converts_full_integer(encoder_conversion):
+    import json
+
+    code, d = encoder_conversion
+    assert code == 0
+    report = json.loads((d / "out" / "conversion.json").read_text())
+    assert [(i["name"], i["dtype"]) for i in report["inputs"]] == [("input_ids", "int64"), ("attention_mask", "int64")]
+    info = _full_integer_on_xnnpack(d / "out" / "model_int8.tflite")
+    assert {i["name"]: (i["dtype"], i["scale"]) for i in info["inputs"]} == {
+        "input_ids": ("int64", []), "attention_mask": ("int64", [])}  # integers as they are: no quantization
+    assert info["input_casts"] == 1  # the mask, made int8 once for the arithmetic: no float op
+    assert [i["dtype"] for i in info["feeding"]["inputs"]] == ["int64", "int64"]  # the file's own metadata
+    assert report["stages"]["int8_check"]["outputs"]["embedding"]["cosine_min"] > 0.99
+
+
+def test_the_runner_takes_token_ids_as_integers_and_refuses_floats(encoder_conversion):
+    from tests.models import token_batch
+    from tflite_int8 import Runner
+
+    _, d = encoder_conversion
+    runner = Runner(d / "out" / "model_int8.tflite")
+    batch = token_batch(2, seed=2)
+    out = runner.feed({k: v.astype(np.int32) for k, v in batch.items()})["embedding"]  # int32 ids are fine too
+    assert out.shape == (2, 32) and np.isfinite(out).all()
+    with pytest.raises(InputError, match=r"input 'input_ids' takes int64 values .* got float32"):
+        runner.feed({"input_ids": batch["input_ids"].astype(np.float32), "attention_mask": batch["attention_mask"]})
+
+
+def test_a_sentence_encoder_is_verified_by_embedding_cosine(encoder_conversion):
+    _, d = encoder_conversion
+    rep = _verified(d / "out", d / "verify.npz", task="raw")
+    assert rep["outputs"]["embedding"]["cosine_min"] > 0.99

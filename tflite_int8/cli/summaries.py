@@ -42,8 +42,9 @@ def conversion_summary(report: dict[str, Any], out_dir: str) -> str:
     tensors = report.get("tensors", {})
     for kind in ("inputs", "outputs"):
         for t in tensors.get(kind, []):
-            lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} scale {t['scale'][0]:.6g} "
-                         f"zero point {t['zero_point'][0]}")
+            quant = (f"scale {t['scale'][0]:.6g} zero point {t['zero_point'][0]}" if t["scale"]
+                     else "as it is (integer values, not quantized)")
+            lines.append(f"{kind[:-1]} {t['name']}: {t['dtype']} {t['shape']} {quant}")
     sp = report.get("sparsity")
     if sp and sp["float"]["fraction"] > 0.01:
         lines.append(f"sparsity: {sp['float']['fraction']:.1%} of float weights are zero, {sp['int8']['fraction']:.1%} "
@@ -219,6 +220,9 @@ def inspect_summary(info: dict[str, Any]) -> str:
             span = f"{verb} {rng[0]:.4g}..{rng[1]:.4g}" if rng else "-"
             lines.append(f"{kind[:-1]:7} {t['name'][:24]:24} {str(t['shape']):18} {t['dtype']:8} {q:34} {span}")
     lines += ["", "ops: " + counts_text(info["op_histogram"])]
+    if info.get("input_casts"):
+        lines.append(f"input casts: {info['input_casts']} (an integer input CAST to float32 and QUANTIZEd at once: "
+                     f"no float math, not counted as a float op)")
     x = info["xnnpack"]
     lines.append(f"XNNPACK: {x['partitions']} partition(s); takes {sum(x['delegated'].values())} ops, falls back on: "
                  f"{counts_text(x['fallback'])}")
@@ -254,6 +258,9 @@ def feeding_lines(info: dict[str, Any]) -> list[str]:
             std = ",".join(f"{v:.4g}" for v in p["std"])
             lines.append(f"    {p['channels']} pixels, {p['resize']} to {p['size'][0]}x{p['size'][1]}, float = "
                          f"(pixel / {p['pixel_max']:g} - mean) / std, mean {mean}, std {std}")
+        elif i.get("dtype", "float32") != "float32":
+            lines.append(f"    {i['dtype']} values (token ids, masks, indices) as the source model takes them: set as "
+                         f"they are, never quantized (values must fit int32)")
         else:
             lines.append("    float values as the source model takes them (no mean/std)")
         lines.append(f"    {_quant_text(tensors.get(i['name']), 'in')}")

@@ -7,7 +7,8 @@ when it is a dynamic batch (rank 0: ``()``); ``layout`` is a 4-D input's layout 
 ``NHWC``, read from the graph or declared with ``--input-layout``; None: not known, taken as channels-first as
 before).  ``perm`` says how the TFLite file lays the input out: a channels-first 4-D/5-D input becomes
 channels-last in TFLite (NCHW -> NHWC, as onnx2tf translates it), a channels-last one (NHWC) and every other rank
-keep the source layout.  :class:`InputTable` is the ordered set of a model's inputs; it is stored in
+keep the source layout.  A tensor input's ``dtype`` is the model's: float32, or an integer type (token ids, masks,
+indices: fed as they are, never quantized).  :class:`InputTable` is the ordered set of a model's inputs; it is stored in
 ``conversion.json`` (``inputs``) and inside the ``.tflite`` (metadata).
 """
 from __future__ import annotations
@@ -24,16 +25,21 @@ from .preprocess import PreprocessSpec
 IMAGE, TENSOR = "image", "tensor"
 CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # TFLite's layout of 4-D/5-D (NC...) inputs
 SOURCE_LAYOUTS = ("NCHW", "NHWC")  # a 4-D input's layout in the source model
+FLOAT = "float32"
+INTEGER_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")  # integer inputs, taken as they are
+INT32_RANGE = (-2 ** 31, 2 ** 31 - 1)
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input. ``preprocess`` is set for image inputs only (how pixels become this input)."""
+    """One model input. ``preprocess`` is set for image inputs only (how pixels become this input); ``dtype``:
+    float32, or one of :data:`INTEGER_DTYPES` (the model's own type of an integer input)."""
 
     name: str
     shape: tuple[int, ...]
     preprocess: PreprocessSpec | None = None
     layout: str | None = None
+    dtype: str = FLOAT
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.shape)
@@ -43,6 +49,12 @@ class InputSpec:
         if self.layout is not None and (self.layout not in SOURCE_LAYOUTS or len(shape) != 4):
             raise InputError(f"input '{self.name}' {list(shape)}: layout must be NCHW or NHWC for a 4-D input, got "
                              f"{self.layout!r}")
+        if self.dtype != FLOAT and self.dtype not in INTEGER_DTYPES:
+            raise InputError(f"input '{self.name}': dtype {self.dtype!r} is not supported; an input is float32 or "
+                             f"one of {', '.join(INTEGER_DTYPES)}")
+        if self.dtype != FLOAT and self.preprocess is not None:
+            raise InputError(f"input '{self.name}' is {self.dtype}: it takes arrays as they are, not photos "
+                             f"(give its data as a .npy or in a .npz)")
         p = self.preprocess
         if p is not None and (p.size is None or tuple(p.input_shape()) != shape):
             want = list(p.input_shape()) if p.size is not None else "unsized"
@@ -52,6 +64,11 @@ class InputSpec:
     @property
     def kind(self) -> str:
         return IMAGE if self.preprocess is not None else TENSOR
+
+    @property
+    def integer(self) -> bool:
+        """True for token ids, masks and indices: fed as they are, never quantized."""
+        return self.dtype != FLOAT
 
     @property
     def rank(self) -> int:
@@ -82,7 +99,7 @@ class InputSpec:
         return x if self.perm == tuple(range(x.ndim)) else np.ascontiguousarray(x.transpose(self.perm))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype, "shape": list(self.shape),
                 "tflite_shape": list(self.tflite_shape), "layout": self.layout, "layout_change": self.layout_change,
                 "preprocess": self.preprocess.to_dict() if self.preprocess is not None else None}
 
@@ -92,7 +109,7 @@ class InputSpec:
             pre = data.get("preprocess")
             return cls(str(data["name"]), tuple(data["shape"]),
                        PreprocessSpec.from_dict(pre, source=source) if pre is not None else None,
-                       data.get("layout"))
+                       layout=data.get("layout"), dtype=str(data.get("dtype", FLOAT)))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{source}: an input entry is malformed ({exc}): {dict(data)!r}") from None
 
@@ -202,3 +219,21 @@ def parse_input_value(text: str) -> tuple[str, int | float]:
     if not name or number != number:
         raise InputError(f"input value must be NAME=NUMBER (e.g. sr=16000), got {text!r}")
     return name, number
+
+
+def check_values(name: str, x: Any, dtype: str, where: str) -> Any:
+    """``x`` as input ``name``'s ``dtype``: float32 for a float input; an integer input takes integer (or bool)
+    arrays only, whose values must fit int32 (what TFLite's integer ops index with).  ``where`` names the data."""
+    x = np.asarray(x)
+    if dtype == FLOAT:
+        if x.dtype.kind not in "f":
+            raise InputError(f"{where}: input '{name}' is float32 but the values are {x.dtype}; give float32 "
+                             f"(preprocessed) values")
+        return x.astype(np.float32, copy=False)
+    if x.dtype.kind not in "iub":
+        raise InputError(f"{where}: input '{name}' takes {dtype} values (token ids, masks, indices), got {x.dtype}; "
+                         f"give an integer array, as the model takes it")
+    if x.size and x.dtype.kind != "b" and (int(x.min()) < INT32_RANGE[0] or int(x.max()) > INT32_RANGE[1]):
+        raise InputError(f"{where}: input '{name}' holds values outside int32 ({int(x.min())}..{int(x.max())}); "
+                         f"TFLite's integer ops take int32 indices")
+    return x.astype(np.dtype(dtype), copy=False)

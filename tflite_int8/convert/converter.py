@@ -36,7 +36,8 @@ def converter_order(table: InputTable) -> list[str]:
 
 class calibration_batches:
     """The representative dataset of ``reader``: each call streams the samples again, one array per input in the
-    TFLite input order (:func:`converter_order`), each in the TFLite layout.
+    TFLite input order (:func:`converter_order`), each in the TFLite layout, float32 or (token ids, masks) the
+    input's integer dtype.
 
     ``spec``: the model's inputs (or one image input's preprocessing).  ``count`` is the number of samples the
     last pass yielded (MSE ranges read the data twice).
@@ -56,7 +57,7 @@ class calibration_batches:
             arrays = dict(zip(self.table.names, sample.arrays(self.table.names)))
         else:
             arrays = self.table.feed(sample)
-        return [self.table[n].to_tflite(np.asarray(arrays[n], dtype=np.float32)) for n in self.order]
+        return [self.table[n].to_tflite(np.asarray(arrays[n], dtype=self.table[n].dtype)) for n in self.order]
 
     def __call__(self) -> Iterator[list[np.ndarray]]:
         bar = self.progress(self.label, len(self.reader))

@@ -39,7 +39,7 @@ class ExportResult:
 
 
 def _forward(module: Any, dummies: tuple, table: InputTable) -> Any:
-    """The model run once on zeros of the shapes it will be exported at; a failure names those shapes."""
+    """The model run once on zeros of the shapes (and dtypes) it will be exported at; a failure names the shapes."""
     try:
         return module(*dummies)
     except Exception as exc:
@@ -66,7 +66,7 @@ def export(module: Any, onnx_path: str | Path, inputs: Sequence[int] | InputTabl
     if module.training:
         adjustments.append("model put in eval() mode for export (it was in training mode)")
     module = module.eval()
-    dummies = tuple(torch.zeros(s.shape, dtype=torch.float32) for s in table)
+    dummies = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in table)  # integer inputs stay integer
     raw = onnx_path.with_suffix(".raw.onnx")
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # nn.MultiheadAttention's fused eval kernel has no ONNX export
@@ -104,7 +104,7 @@ def _check(module: Any, onnx_path: Path, table: InputTable, names: list[str], sa
     per_output: dict[str, list] = {n: [] for n in names}
     session = ort_session(onnx_path)
     for item in samples:
-        feed = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in table.feed(item).items()}
+        feed = {k: np.ascontiguousarray(v, dtype=table[k].dtype) for k, v in table.feed(item).items()}
         with torch.no_grad():
             refs = flatten_outputs(module(*[torch.from_numpy(feed[n]) for n in table.names]))
         got = session.run(None, feed)

@@ -6,7 +6,8 @@ NAME:dims`` (``input_shapes``), the model's own static dims, ``--size`` for an i
 shape of the input's ``.npy``/``.npz`` data, and for a PyTorch image input the 224x224 default.  A dimension
 still unknown is refused, naming the flag that fixes it.  An input fed from photos (or a 4-D input with a
 preprocessing spec) is an *image* input; every other input takes its arrays as they are (no mean/std).  Every
-dimension fixed here is an adjustment, said in ``conversion.json``.
+dimension fixed here is an adjustment, said in ``conversion.json``.  An input's dtype is the model's (an ONNX
+input's elem_type; a PyTorch input's is that of its data): integer inputs (token ids, masks) stay integer.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..config.inputs import InputSpec, InputTable
+from ..config.inputs import FLOAT, INTEGER_DTYPES, InputSpec, InputTable
 from ..config.preprocess import PreprocessSpec
-from ..data.sources import ARRAY, array_forms, array_shape, assign_sources
+from ..data.sources import ARRAY, array_dtype, array_forms, array_shape, assign_sources
 from ..errors import InputError
 from .layouts import follow_layout, set_layout
 
@@ -25,10 +26,12 @@ DEFAULT_SIZE = (224, 224)
 
 @dataclass(frozen=True)
 class Declared:
-    """An input as the model declares it: ``dims`` ints, symbolic names (str) or None; None: rank unknown."""
+    """An input as the model declares it: ``dims`` ints, symbolic names (str) or None; None: rank unknown.
+    ``dtype``: its numpy type name (an ONNX input's), None when its data decides (a PyTorch input)."""
 
     name: str
     dims: tuple[int | str | None, ...] | None
+    dtype: str | None = None
 
 
 def declared_inputs(model: Any, *, wanted: Sequence[str] = ()) -> list[Declared]:
@@ -42,7 +45,7 @@ def declared_inputs(model: Any, *, wanted: Sequence[str] = ()) -> list[Declared]
                 continue
             dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
                          for d in i.type.tensor_type.shape.dim)
-            out.append(Declared(i.name, dims))
+            out.append(Declared(i.name, dims, _onnx_dtype(i.type.tensor_type.elem_type)))
         return out
     params = [p for p in inspect.signature(model.forward).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -69,7 +72,9 @@ def resolve_inputs(declared: Sequence[Declared], *, source: str, spec: Preproces
         pre = follow_layout(given, (layouts or {}).get(d.name))
         fed_images = assigned[d.name][0] != ARRAY
         shape = _shape(d, shapes.get(d.name), pre, fed_images, array_shape(assigned[d.name]), source, notes)
-        one = _input(d.name, shape, pre, spec_given and (fed_images or len(declared) == 1), fed_images, source, notes)
+        dtype = _dtype(d, array_dtype(assigned[d.name]), source)
+        one = _input(d.name, shape, pre, spec_given and (fed_images or len(declared) == 1) and dtype == FLOAT,
+                     fed_images, source, notes, dtype)
         specs.append(set_layout(one, (layouts or {}).get(d.name), given, notes))
     if spec_given and not any(s.preprocess for s in specs) and not isinstance(spec, Mapping):
         notes.append("the preprocessing options apply to image inputs; the model has none (its inputs take the "
@@ -133,20 +138,43 @@ def _shape(d: Declared, explicit: Sequence[int] | None, pre: PreprocessSpec | No
     return tuple(dims)
 
 
+def _onnx_dtype(elem_type: int) -> str:
+    """An ONNX elem_type as a numpy type name ('float32', 'int64', ...; 'undefined' when not set)."""
+    import onnx
+
+    try:
+        return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, ValueError, TypeError):
+        return "undefined"
+
+
+def _dtype(d: Declared, data_dtype: str | None, source: str) -> str:
+    """The input's dtype: the ONNX input's own (integer types kept, float types float32), else its data's."""
+    if d.dtype is None:  # a PyTorch input: integer data means an integer input (token ids fed to nn.Embedding)
+        return data_dtype if data_dtype in INTEGER_DTYPES else FLOAT
+    if d.dtype in INTEGER_DTYPES:
+        return d.dtype
+    if d.dtype.startswith("float"):
+        return FLOAT
+    raise InputError(f"input '{d.name}' of {source} is {d.dtype}; inputs must be float or one of "
+                     f"{', '.join(INTEGER_DTYPES)}: cast it in the model")
+
+
 def _image_axis(pre: PreprocessSpec, k: int) -> int | None:
     """Which of (height, width) axis ``k`` of a 4-D input is, in the spec's layout."""
     return {2: 0, 3: 1}.get(k) if pre.layout == "NCHW" else {1: 0, 2: 1}.get(k)
 
 
 def _input(name: str, shape: tuple[int, ...], pre: PreprocessSpec | None, spec_given: bool, fed_images: bool,
-           source: str, notes: list[str]) -> InputSpec:
+           source: str, notes: list[str], dtype: str = FLOAT) -> InputSpec:
     """``spec_given``: the user's preprocessing applies to this input (photos, or the only input, fed arrays)."""
     image = len(shape) == 4 and (fed_images or (spec_given and pre is not None))
-    if not image:
+    if not image or dtype != FLOAT:
         if fed_images:
-            raise InputError(f"input '{name}' {list(shape)} of {source} is not an image input: give its data as a "
+            what = f"a {dtype} input (ids, masks: not photos)" if dtype != FLOAT else "not an image input"
+            raise InputError(f"input '{name}' {list(shape)} of {source} is {what}: give its data as a "
                              f".npy {array_forms(shape)} or in a .npz")
-        return InputSpec(name, shape)
+        return InputSpec(name, shape, dtype=dtype)
     base = pre or PreprocessSpec(size=None)
     size = (shape[2], shape[3]) if base.layout == "NCHW" else (shape[1], shape[2])
     if base.size is None:

@@ -155,7 +155,7 @@ def _tflite_values(calibrated: bytes, indices: list[int], plan: QatPlan) -> dict
     runs: dict[int, list[np.ndarray]] = {i: [] for i in indices}
     for feed in plan.probe[:PROBE_SAMPLES]:
         for index, name in zip(inputs, plan.order):
-            interp.set_tensor(index, plan.table[name].to_tflite(np.asarray(feed[name], np.float32)))
+            interp.set_tensor(index, plan.table[name].to_tflite(np.asarray(feed[name], plan.table[name].dtype)))
         interp.invoke()
         for i in indices:
             runs[i].append(np.array(interp.get_tensor(i), np.float32))

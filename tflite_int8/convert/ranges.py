@@ -42,12 +42,12 @@ def mse_ranges(calibrated: bytes, dataset: Callable[[], Iterable[list[np.ndarray
         return calibrated
     interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    inputs = [d["index"] for d in interp.get_input_details()]
+    inputs = [(d["index"], d["dtype"]) for d in interp.get_input_details()]
     hist = {i: np.zeros(BINS, np.float64) for i in ranged}
     zeros = {i: 0 for i in ranged}
     for feed in dataset():
-        for idx, x in zip(inputs, feed):
-            interp.set_tensor(idx, np.asarray(x, np.float32))
+        for (idx, dtype), x in zip(inputs, feed):  # float32, or an integer input's own type (token ids)
+            interp.set_tensor(idx, np.asarray(x, dtype))
         interp.invoke()
         for i, (lo, hi) in ranged.items():
             v = interp.get_tensor(i).ravel()

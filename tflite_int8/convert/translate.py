@@ -172,11 +172,12 @@ def _write_samples(scratch: Path, table: InputTable, samples: Sequence[Any]) -> 
     if len(table) == 1 and table.specs[0].layout_change and table.specs[0].tflite_shape[-1] == 3:
         return []  # onnx2tf's own path (an NCHW image input): the sample-image file above, resized
     custom = []
-    for k, s in enumerate(table):
-        x = (s.to_tflite(np.asarray(feeds[0][s.name], np.float32)) if feeds
+    for k, s in enumerate(table):  # integer inputs (ids, masks) in their own dtype; without samples, zeros
+        x = (s.to_tflite(np.asarray(feeds[0][s.name], s.dtype)) if feeds
+             else np.zeros(s.tflite_shape, s.dtype) if s.integer
              else np.random.default_rng(k).standard_normal(s.tflite_shape).astype(np.float32))
         path = scratch / f"dummy_input_{k}.npy"
-        np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+        np.save(path, np.ascontiguousarray(x, dtype=s.dtype))
         custom.append([s.name, str(path)])
     return custom
 

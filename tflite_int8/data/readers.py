@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config.inputs import InputTable
+from ..config.inputs import FLOAT, InputTable, check_values
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from .images import file_sha256, list_images, load_image
@@ -34,7 +34,7 @@ FEW_SAMPLES = 100
 
 @dataclass(frozen=True)
 class Sample:
-    """One model input: float32 with a batch axis of 1, in the spec's layout.
+    """One model input: float32 (an integer input: its own dtype) with a batch axis of 1, in the spec's layout.
 
     ``x`` is the (first) input; a multi-input sample also has ``inputs``, every input by name.
     """
@@ -142,10 +142,11 @@ def _view(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 class ArrayReader:
     """A ``.npy`` file (or the array ``key`` of a ``.npz``) of preprocessed float inputs: for an input of shape S,
-    (N, *S) — one leading sample axis — or, when S[0] is 1, (N, *S[1:])."""
+    (N, *S) — one leading sample axis — or, when S[0] is 1, (N, *S[1:]); for an integer input (``dtype``: token ids,
+    masks) integer values, taken as they are."""
 
     def __init__(self, path: str | Path, input_shape: Sequence[int], *, num_samples: int | None = None,
-                 seed: int = 0, key: str | None = None, input_name: str | None = None):
+                 seed: int = 0, key: str | None = None, input_name: str | None = None, dtype: str = FLOAT):
         path = Path(path)
         arr = load_array(path, key)
         label = f"{path}[{key!r}]" if key is not None else str(path)
@@ -155,25 +156,28 @@ class ArrayReader:
             raise InputError(f"{label}: the array is {tuple(arr.shape)}; {which} is {list(input_shape)}, so its "
                              f"array must be {array_forms(input_shape)}")
         self._lead = lead
-        if arr.dtype.kind != "f":
+        if dtype != FLOAT:
+            arr = check_values(input_name or "input", arr, dtype, label)
+        elif arr.dtype.kind != "f":
             raise InputError(f"{label}: dtype is {arr.dtype}, expected float32 preprocessed inputs")
-        bad = [i for i in range(arr.shape[0]) if not np.isfinite(arr[i]).all()]
+        bad = [i for i in range(arr.shape[0]) if not np.isfinite(arr[i]).all()] if dtype == FLOAT else []
         if bad:
             raise InputError(f"{label}: samples {bad[:10]} contain NaN or Inf; remove or fix them")
+        self.dtype = np.dtype(np.float32 if dtype == FLOAT else dtype)
         idx = np.arange(arr.shape[0])
         if num_samples is not None:
             idx = np.sort(np.random.default_rng(seed).permutation(arr.shape[0])[:num_samples])
         self._arr, self._idx, self.path, self._key = arr, idx, path, key
         h = hashlib.sha256()
         for i in idx:
-            h.update(np.ascontiguousarray(arr[i], dtype=np.float32).tobytes())
+            h.update(np.ascontiguousarray(arr[i], dtype=self.dtype).tobytes())
         self.content_hash = h.hexdigest()
         self.description = f"{len(idx)} samples from {path.name}" + (f"[{key}]" if key is not None else "")
         self.skipped: dict[str, str] = {}
 
     @property
     def item_digests(self) -> list[str]:
-        return [hashlib.sha256(np.ascontiguousarray(self._arr[i], np.float32).tobytes()).hexdigest() for i in self._idx]
+        return [hashlib.sha256(np.ascontiguousarray(self._arr[i], self.dtype).tobytes()).hexdigest() for i in self._idx]
 
     def __len__(self) -> int:
         return len(self._idx)
@@ -181,7 +185,7 @@ class ArrayReader:
     def __iter__(self) -> Iterator[Sample]:
         for i in self._idx:
             x = self._arr[i][None] if self._lead else self._arr[i]
-            yield Sample(f"{self.path.name}[{i}]", np.array(x, dtype=np.float32, order="C"), source=str(self.path))
+            yield Sample(f"{self.path.name}[{i}]", np.array(x, dtype=self.dtype, order="C"), source=str(self.path))
 
     def __getstate__(self) -> dict:
         """Pickled (for a child process or a worker) without the data: the other side reads the file again (a .npy
@@ -192,6 +196,7 @@ class ArrayReader:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("dtype", np.dtype(np.float32))
         self._arr = load_array(self.path, self.__dict__.get("_key"))
 
     def subset(self, indices: Sequence[int]) -> "ArrayReader":
@@ -266,8 +271,9 @@ def _reader(kind: str, where: Any, key: str | None, table: InputTable | None, na
     """One input's reader: photos through its preprocessing, or an array as it is."""
     if kind == ARRAY:
         shape = table[name].shape if table is not None else spec.input_shape()
-        return ArrayReader(where, shape, num_samples=num_samples, seed=seed, key=key,
-                           input_name=name if table is not None and len(table) > 1 else None)
+        dtype = table[name].dtype if table is not None else FLOAT
+        return ArrayReader(where, shape, num_samples=num_samples, seed=seed, key=key, dtype=dtype,
+                           input_name=name if table is not None and (len(table) > 1 or dtype != FLOAT) else None)
     pre = table[name].preprocess if table is not None else spec
     if pre is None:
         raise InputError(f"input '{name}' {list(table[name].shape)} is not an image input: give its data as a .npy "

@@ -154,3 +154,11 @@ def array_shape(assigned: Assigned) -> tuple[int, ...] | None:
     if kind != ARRAY:
         return None
     return tuple(load_array(Path(where), key).shape[1:])
+
+
+def array_dtype(assigned: Assigned) -> str | None:
+    """The numpy type name of an array source ('float32', 'int64', ...; None for images)."""
+    kind, where, key = assigned
+    if kind != ARRAY:
+        return None
+    return load_array(Path(where), key).dtype.name

@@ -10,6 +10,7 @@ here; ``run()`` pushes a bundle with adb, runs the instrumentation of
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 import platform
 import shutil
 import subprocess
@@ -82,7 +83,7 @@ def _with_image_spec(table: InputTable, spec: PreprocessSpec | None, source: Pat
     if len(images) != 1:
         raise InputError(f"{source}: --preset/--spec describe one image input; the model has {len(images)}")
     spec = spec if spec.size is not None else spec.with_overrides(size=images[0].preprocess.size)
-    return InputTable(tuple(InputSpec(s.name, s.shape, spec) if s.kind == "image" else s for s in table))
+    return InputTable(tuple(replace(s, preprocess=spec) if s.kind == "image" else s for s in table))
 
 
 def bundle(target: str | Path, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..config.inputs import InputSpec, InputTable, signature_name
+from ..config.inputs import INTEGER_DTYPES, InputSpec, InputTable, check_values, signature_name
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError, Int8Warning
 from ..portable import qmath
@@ -108,6 +108,8 @@ class Runner:
     inputs as TFLite takes them (without a spec: NHWC).  ``layout="source"`` takes every input and returns every
     output in the source model's layout (e.g. NCHW), as the file's ``tflite_int8`` metadata (or ``inputs=``)
     describes it.  With a spec, uint8 pixels (N,H,W,C) at the model's size go through the integer-only pixel path.
+    An integer input (token ids, masks: :func:`integer_input`) takes integer arrays, set as they are (values must fit
+    int32); a float array there, or an integer array for a float input, is an InputError naming the input.
     """
 
     def __init__(self, path: str | Path, preprocess: PreprocessSpec | None = None, *, num_threads: int | None = None,
@@ -217,6 +219,9 @@ class Runner:
         return declared.preprocess if declared is not None else None
 
     def _prepare(self, x: np.ndarray, info: TensorInfo, declared: InputSpec | None = None) -> np.ndarray:
+        if integer_input(info, declared):  # token ids, masks: set as they are, in the file's integer type
+            x = check_values(info.name, x, info.dtype, self.path.name)
+            return np.ascontiguousarray(self._layout(x, info, declared))
         if x.dtype == np.uint8 and self._pixel_spec(info) is not None:
             return self._from_pixels(x, info)
         if x.dtype.kind not in "f":
@@ -224,12 +229,16 @@ class Runner:
                 f"input '{info.name}' of {self.path.name}: got {x.dtype} values; pass float values (the runner "
                 f"quantizes them to {info.dtype}), uint8 pixels with a preprocessing spec, or raw {info.dtype} "
                 f"through Runner.invoke()")
+        return self._quantized(self._layout(x, info, declared), info)
+
+    def _layout(self, x: np.ndarray, info: TensorInfo, declared: InputSpec | None) -> np.ndarray:
+        """A batch of one input, as given, in the TFLite layout and shape (InputError naming the input if not)."""
         if not info.shape or info.shape[0] != 1:  # no batch axis of 1: (N, *shape), or one sample as it is
-            return self._quantized(self._stacked(x, info, declared), info)
+            return self._stacked(x, info, declared)
         want = tuple(info.shape[1:])
         if x.ndim == len(info.shape) - 1:
             x = x[None]
-        if self._source_inputs and declared is not None:
+        if self._source_inputs and declared is not None:  # x: a batch of the input, as given -> the TFLite layout
             if tuple(x.shape[1:]) != tuple(declared.shape[1:]):
                 raise InputError(f"input '{info.name}' of {self.path.name} expects shape (N, "
                                  f"{', '.join(map(str, declared.shape[1:]))}) (the source model's layout), got "
@@ -241,7 +250,7 @@ class Runner:
             layout = self.spec.layout if self.spec is not None else "NHWC"
             raise InputError(f"input '{info.name}' of {self.path.name} expects shape (N, {', '.join(map(str, want))})"
                              f" in the TFLite layout (you declared {layout}), got {tuple(x.shape)}")
-        return self._quantized(x, info)
+        return x
 
     def _stacked(self, x: np.ndarray, info: TensorInfo, declared: InputSpec | None) -> np.ndarray:
         """An input whose first dimension is no batch of 1 (e.g. a recurrent state [2, 1, H], or a scalar): one
@@ -345,6 +354,14 @@ class Runner:
 def _stacked(info: TensorInfo) -> bool:
     """Whether a prepared input holds (N, *shape) (no batch axis of 1 to run the samples along)."""
     return not info.shape or info.shape[0] != 1
+
+
+def integer_input(info: TensorInfo, declared: InputSpec | None = None) -> bool:
+    """An input that takes integers as they are (token ids, masks, indices): declared so, or an integer tensor
+    of the file without quantization parameters."""
+    if declared is not None:
+        return declared.integer
+    return info.dtype in INTEGER_DTYPES and not info.quantized
 
 
 def _natural_key(name: str) -> list:

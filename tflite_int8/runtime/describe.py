@@ -2,7 +2,9 @@
 
 ``describe`` returns the facts: inputs/outputs, verdict (full-integer, integer
 with float I/O, dynamic-range, float16, float32, mixed), float ops, op counts,
-how many pieces XNNPACK takes, size.
+how many pieces XNNPACK takes, size.  An integer input (token ids, a mask) that the model uses as a number is
+CAST to float32 and QUANTIZEd at once (TFLite's QUANTIZE takes no int32/int64): such a cast, whose float result
+feeds QUANTIZE ops only, computes nothing in float and is counted as ``input_casts``, not as a float op.
 """
 from __future__ import annotations
 
@@ -31,10 +33,11 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     ops = plain._get_ops_details()
     histogram = Counter(op["op_name"] for op in ops)
     float_detail = []
+    casts = _input_casts(ops, tensors)
     for op in ops:
         names = [tensors[i]["name"] for i in list(op["inputs"]) + list(op["outputs"])
                  if i >= 0 and _dtype(tensors, i) in FLOAT_TYPES]
-        if names and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
+        if names and op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") and op["index"] not in casts:
             float_detail.append({"op": op["op_name"], "index": int(op["index"]), "float_tensors": names})
     delegated = load_interpreter(path, op_resolver="auto", trusted=True)
     xnn = _xnnpack(delegated._get_ops_details())
@@ -48,6 +51,7 @@ def describe(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
         "op_histogram": dict(sorted(histogram.items())),
         "float_ops": dict(Counter(d["op"] for d in float_detail)),
         "float_op_detail": float_detail,
+        "input_casts": len(casts),  # integer -> float32 -> QUANTIZE: an integer value made int8, no float math
         "xnnpack_partitions": xnn["partitions"],  # graph pieces the XNNPACK delegate took (0: none)
         "xnnpack": xnn,
         "signatures": {k: {kk: _in_order(vv, inputs + outputs) for kk, vv in v.items()}
@@ -69,6 +73,23 @@ def _quantization(tensors: dict) -> dict[str, Any]:
             n += 1
             digest.update(q["scales"].astype("float32").tobytes() + q["zero_points"].astype("int64").tobytes())
     return {"tensors": n, "digest": digest.hexdigest()[:16]}
+
+
+def _input_casts(ops: list, tensors: dict) -> set[int]:
+    """The CAST ops from an integer tensor to float32 whose result only feeds QUANTIZE ops (their indices)."""
+    consumers: dict[int, list[str]] = {}
+    for op in ops:
+        for i in op["inputs"]:
+            consumers.setdefault(int(i), []).append(op["op_name"])
+    found = set()
+    for op in ops:
+        if op["op_name"] != "CAST" or len(op["inputs"]) != 1 or len(op["outputs"]) != 1:
+            continue
+        src, out = int(op["inputs"][0]), int(op["outputs"][0])
+        if _dtype(tensors, src) in INT_TYPES and _dtype(tensors, out) in FLOAT_TYPES \
+                and consumers.get(out) and set(consumers[out]) == {"QUANTIZE"}:
+            found.add(int(op["index"]))
+    return found
 
 
 def _in_order(names: Any, infos: list) -> list[str]:

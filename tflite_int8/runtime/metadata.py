@@ -1,7 +1,8 @@
 """How to feed a model, carried inside the .tflite: the ``tflite_int8`` metadata entry (a JSON document).
 
 Every file ``convert`` writes holds, as TFLite metadata (``Model.metadata``, name :data:`METADATA_NAME`), its
-inputs and outputs by the user's names in the model's order, each input's source shape, TFLite shape, source layout
+inputs and outputs by the user's names in the model's order, each input's dtype (float32, or an integer type: token
+ids, masks), source shape, TFLite shape, source layout
 (a 4-D input's ``NCHW`` or ``NHWC``), layout change (e.g. NCHW -> NHWC) and, for an image input, its
 preprocessing (size, resize, mean/std, channels, pixel range); each output's source shape and the transpose back
 to it.  It is read here with the flatbuffer schema LiteRT ships (no TensorFlow), so the Runner, ``inspect`` and a

@@ -140,8 +140,8 @@ def run_onnx(path: str | Path | Any, inputs: Sequence[Any], optimize: bool = Tru
     """Run an ONNX model (a file or a ModelProto) on each sample (an array for a single-input model, or
     {input name: array}); returns per-sample output lists.  ``optimize=False``: see :func:`ort_session`."""
     session = ort_session(path if hasattr(path, "SerializeToString") else Path(path), optimize=optimize)
-    names = [i.name for i in session.get_inputs()]
-    return [session.run(None, onnx_feed(names, x)) for x in inputs]
+    names, dtypes = [i.name for i in session.get_inputs()], session_dtypes(session)
+    return [session.run(None, onnx_feed(names, x, dtypes)) for x in inputs]
 
 
 def run_simulation(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[np.ndarray]]:
@@ -149,16 +149,35 @@ def run_simulation(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[n
     return run_onnx(path, inputs, optimize=False)
 
 
-def onnx_feed(names: Sequence[str], item: Any) -> dict[str, np.ndarray]:
-    """{input name: float32 array} for an ONNX session from one array or a mapping by name."""
+ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32",
+             "tensor(int16)": "int16", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+def session_dtypes(session: Any) -> dict[str, str]:
+    """{input name: numpy type name} of an ONNX Runtime session's inputs (the types :func:`onnx_feed` casts to)."""
+    return {i.name: ORT_TYPES[i.type] for i in session.get_inputs() if i.type in ORT_TYPES}
+
+
+def feed_array(x: Any, dtype: str | None = None) -> np.ndarray:
+    """``x`` as ``dtype``; without one, integer (and bool) arrays as they are (token ids, masks), others float32."""
+    x = np.asarray(x)
+    if dtype is not None:
+        return x.astype(dtype, copy=False)
+    return x if x.dtype.kind in "iub" else x.astype(np.float32, copy=False)
+
+
+def onnx_feed(names: Sequence[str], item: Any, dtypes: Mapping[str, str] | None = None) -> dict[str, np.ndarray]:
+    """{input name: array} for an ONNX session from one array or a mapping by name: each in its ``dtypes`` type
+    (:func:`session_dtypes`), else float32 (integer arrays: as they are)."""
+    dtypes = dtypes or {}
     if isinstance(item, Mapping):
         missing = [n for n in names if n not in item]
         if missing:
             raise InputError(f"no value for ONNX input(s) {', '.join(missing)}")
-        return {n: np.asarray(item[n], dtype=np.float32) for n in names}
+        return {n: feed_array(item[n], dtypes.get(n)) for n in names}
     if len(names) != 1:
         raise InputError(f"the ONNX model takes {len(names)} inputs ({', '.join(names)}); give one array per name")
-    return {names[0]: np.asarray(item, dtype=np.float32)}
+    return {names[0]: feed_array(item, dtypes.get(names[0]))}
 
 
 def load_module(source: Any, weights: str | None = None, trust: bool = False) -> Any:

@@ -20,8 +20,8 @@ from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
-from ..runtime.reference import (flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session,
-                                 simulation_session)
+from ..runtime.reference import (feed_array, flatten_outputs, is_module, load_module, load_onnx, onnx_feed,
+                                 ort_session, session_dtypes, simulation_session)
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Engine:
             path = Path(self.spec.source)
             self._session = simulation_session(path) if self.spec.simulation else ort_session(path)
             self._inputs = [i.name for i in self._session.get_inputs()]
+            self._dtypes = session_dtypes(self._session)
             self.names = self.names or [o.name for o in self._session.get_outputs()]
         else:
             self.runner = Runner(self.spec.source, self.preprocess, num_threads=num_threads, trusted=True,
@@ -71,10 +72,11 @@ class Engine:
         return self._run(feed)
 
     def _ordered(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The inputs in model order: float32, integer inputs (token ids, masks) as they are."""
         if len(feed) == 1:
-            return [np.ascontiguousarray(next(iter(feed.values())), dtype=np.float32)]
+            return [np.ascontiguousarray(feed_array(next(iter(feed.values()))))]
         names = self.inputs.names if self.inputs is not None else list(feed)
-        return [np.ascontiguousarray(feed[n], dtype=np.float32) for n in names]
+        return [np.ascontiguousarray(feed_array(feed[n])) for n in names]
 
     def _torch(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -88,7 +90,7 @@ class Engine:
 
     def _onnx(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         item = self._ordered(feed)[0] if len(feed) == 1 else feed
-        outs = self._session.run(None, onnx_feed(self._inputs, item))
+        outs = self._session.run(None, onnx_feed(self._inputs, item, self._dtypes))
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.names or [], outs)}
 
     def _tflite(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
