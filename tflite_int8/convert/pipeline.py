@@ -228,7 +228,7 @@ def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds:
         exported = prepare_onnx(source, onnx_path, shapes={s.name: s.shape for s in table})
     _check_input_shape(exported, table, source)
     if module is None:
-        run_onnx(onnx_path, feeds[:1])  # fails early, naming the file, if ORT cannot run it
+        run_onnx(onnx_path, feeds[:1], name=str(source))  # fails early, naming the file, if ORT cannot run it
     return exported
 
 

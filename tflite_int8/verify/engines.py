@@ -20,7 +20,8 @@ from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
-from ..runtime.reference import flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session
+from ..runtime.reference import (flatten_outputs, is_module, load_module, load_onnx, onnx_feed, ort_session,
+                                 run_session)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Engine:
 
     def _onnx(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         item = self._ordered(feed)[0] if len(feed) == 1 else feed
-        outs = self._session.run(None, onnx_feed(self._inputs, item))
+        outs = run_session(self._session, onnx_feed(self._inputs, item), Path(self.spec.source))
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.names or [], outs)}
 
     def _tflite(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
