@@ -43,7 +43,8 @@ from .commands import UsageError, convert_from_args, verify_from_args
 from .parser import build_parser
 
 # Options `batch` sets itself for every model (its folder, its reports) or that only make sense once per run.
-SET_BY_BATCH = {"convert": ("out", "force", "json"), "verify": ("target", "report-dir", "force", "json", "ray", "ray-timeout")}
+SET_BY_BATCH = {"convert": ("out", "force", "json"),
+                "verify": ("target", "report-dir", "force", "json", "ray", "ray-timeout")}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 STATUS = {0: "passed", 1: "check failed"}  # exit code 2: "bad input" or "unconvertible" (see _failed)
 

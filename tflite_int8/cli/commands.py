@@ -154,7 +154,8 @@ def verify_from_args(args: argparse.Namespace) -> VerifyResult:
 def batch(args: argparse.Namespace) -> int:
     from .batch import run_batch  # here: batch parses with the parser, which names these handlers
 
-    doc = run_batch(args.zoo, args.out, ray=args.ray, ray_timeout=args.ray_timeout, force=args.force, progress=args.progress)
+    doc = run_batch(args.zoo, args.out, ray=args.ray, ray_timeout=args.ray_timeout, force=args.force,
+                    progress=args.progress)
     print(json.dumps(doc, indent=2) if args.json else summaries.batch_summary(doc, args.out))
     return doc["exit_code"]
 

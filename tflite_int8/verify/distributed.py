@@ -26,7 +26,8 @@ FILE_KINDS = ("tflite", "onnxruntime")
 
 
 def run_ladder_on_ray(job: LadderJob, reader: Any, address: str, *,
-                      progress: Progress | None = None, timeout: float = RAY_TIMEOUT) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                      progress: Progress | None = None,
+                      timeout: float = RAY_TIMEOUT) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All records in sample order, and how they were made: where, how many shards, which were retried."""
     with ray_session(address, timeout=timeout) as ex:
         shards = _shards(len(reader), ex.cpus)
