@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ import torch
 from onnx import TensorProto, helper
 from PIL import Image
 
-from tflite_int8 import (AlreadyQuantizedError, InputError, PreprocessSpec, UnsupportedOpError, convert, verify)
+from tflite_int8 import (AlreadyQuantizedError, ConversionError, InputError, PreprocessSpec, UnsupportedOpError,
+                         convert, verify)
 from tflite_int8.cli import main
 from tflite_int8.runtime.describe import describe
 
@@ -135,6 +137,16 @@ def _with_shape(made: tuple, name: str, dims: tuple, tmp: Path) -> tuple:
             lambda: convert(model, tmp / "out", spec=PreprocessSpec(size=(32, 32)), input_shapes={name: dims}))
 
 
+def _fails_in_ort(tmp: Path, name: str = "model.onnx", input_name: str = "x") -> Path:
+    """Valid ONNX whose graph ONNX Runtime fails on at run time, on data of the declared shape (a Reshape of
+    3*32*32 values to 5x7)."""
+    shape = onnx.numpy_helper.from_array(np.array([5, 7], np.int64), "s")
+    graph = helper.make_graph([helper.make_node("Reshape", [input_name, "s"], ["y"])], "g",
+                              [_vi(input_name, [1, 3, 32, 32])], [_vi("y", [5, 7])], [shape])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp / name)
+    return tmp / name
+
+
 def _lppool(tmp: Path, ctx: Any) -> tuple:
     p = _onnx_graph(tmp, [helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=2)],
                     [_vi("x", [1, 3, 32, 32])], [_vi("y", [1, 3, 31, 31])])
@@ -216,6 +228,9 @@ CASES = [
     Case("garbage ONNX", InputError, 2, "not a valid ONNX", lambda t, c: _convert(_onnx_bytes(t, b"\x00junk" * 50),
                                                                                   t, c)),
     Case("ONNX op onnx2tf cannot translate (LpPool)", UnsupportedOpError, 2, "LpPool", _lppool),
+    Case("ONNX that ONNX Runtime fails to run", ConversionError, 2, "model.onnx on x float32 "
+         "(1, 3, 32, 32) (it declares x tensor(float) (1, 3, 32, 32)): Non-zero status code returned while running "
+         "Reshape node", lambda t, c: _convert(_fails_in_ort(t), t, c)),
     Case("ONNX with a dynamic dim --size cannot fix", InputError, 2, "give it with --input-shape x:1,<c>,32,32",
          _dynamic),
     Case("model with 2 image inputs, one folder", InputError, 2, "2 inputs", _two_inputs),
@@ -399,3 +414,58 @@ def test_qdq_onnx_is_accepted_as_qat(tmp_path, photos, capsys):
     assert "quantization: the model's own (QAT" in capsys.readouterr().out
     report = json.loads((tmp_path / "out" / "conversion.json").read_text())
     assert report["quantization_source"] == "qat" and (tmp_path / "out" / "model_float.onnx").is_file()
+
+
+def _int64_ids(tmp: Path) -> Path:
+    """An embedding lookup: its input is int64 ids [1, 10]."""
+    table = onnx.numpy_helper.from_array(np.ones((50, 8), np.float32), "emb")
+    graph = helper.make_graph([helper.make_node("Gather", ["emb", "ids"], ["y"])], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 10])],
+                              [_vi("y", [1, 10, 8])], [table])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp / "ids.onnx")
+    return tmp / "ids.onnx"
+
+
+def _bad_cli_inputs(tmp: Path, tiny_conversion: Any, photos: Path) -> dict[str, tuple[list[str], str]]:
+    """{case: (arguments, what the one line must say)}; each refused with exit code 2."""
+    (tmp / "text.onnx").write_text("this is not a model\n")
+    np.save(tmp / "small.npy", np.zeros((4, 3, 16, 16), np.float32))
+    np.save(tmp / "ids.npy", np.zeros((4, 7), np.int64))
+    np.savez(tmp / "image_only.npz", image=IMAGES)
+    bad_ref = _fails_in_ort(tmp, "ref.onnx", tiny_conversion.report["inputs"][0]["name"])
+    (tmp / "zoo.toml").write_text(f'[models.a]\nmodel = "{tmp / "text.onnx"}"\n')
+    with socket.socket() as s:  # a free loopback port: bound, never connected
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = lambda name: ["-o", str(tmp / name)]  # noqa: E731
+    return {
+        "text file named .onnx": (["convert", str(tmp / "text.onnx"), *out("o1"), "--data", str(photos)],
+                                  "text.onnx is not a valid ONNX model"),
+        "wrong-shaped .npy": (["convert", "tests.models:tiny", *out("o2"), *TINY, "--data", str(tmp / "small.npy")],
+                              "samples have shape (3, 16, 16)"),
+        ".npz missing an input": (["convert", "tests.models:two_inputs", *out("o3"), *TINY, "--data",
+                                   str(tmp / "image_only.npz")], "no data for input(s) feats"),
+        "int64 input, data of the wrong shape": (["convert", str(_int64_ids(tmp)), *out("o4"), "--data",
+                                                  str(tmp / "ids.npy")], "ids.npy"),
+        "graph ONNX Runtime fails on": (["convert", str(_fails_in_ort(tmp)), *out("o5"), *TINY, "--data",
+                                         str(photos)], "ONNX Runtime cannot run"),
+        "verify against a reference ONNX Runtime fails on": (
+            ["verify", str(tiny_conversion.out_dir), "--reference", str(bad_ref), "--report-dir", str(tmp / "o6"),
+             "--data", str(photos), "--num-samples", "4", "--no-layers"], f"ONNX Runtime cannot run {bad_ref}"),
+        "inspect a text file": (["inspect", str(tmp / "text.onnx")], "is not a TFLite flatbuffer"),
+        "--ray at an address nothing listens on": (["batch", str(tmp / "zoo.toml"), *out("o7"), "--ray",
+                                                    f"127.0.0.1:{port}", "--ray-timeout", "10"],
+                                                   f"cannot reach the Ray cluster at 127.0.0.1:{port}"),
+    }
+
+
+def test_bad_inputs_through_the_cli_are_one_line_and_exit_2(tmp_path, tiny_conversion, photos):
+    """The real command in its own process: exit code 2, one line on stderr, no traceback (all at once)."""
+    cases = _bad_cli_inputs(tmp_path, tiny_conversion, photos)
+    procs = {name: _run_cli(argv, cwd=tmp_path) for name, (argv, _) in cases.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+        assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in err, (name, err[-3000:])
+        assert lines[0].startswith("error: ") and cases[name][1] in lines[0], (name, lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("o")) == []  # no output folder left

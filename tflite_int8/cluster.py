@@ -13,6 +13,11 @@ calls.  An :class:`Executor` maps a picklable function over them and returns the
 dashboard, no usage statistics; shut down at the end), ``auto`` joins the cluster started with
 ``ray start --head`` on this machine, ``HOST:PORT`` or ``ray://HOST:PORT`` that cluster.  A process already
 connected (``ray.init`` called by the user, or a Ray worker) keeps its connection.  Ray is an optional extra.
+
+``auto`` means what ``ray start --head`` recorded (``RAY_ADDRESS``, else Ray's ``ray_current_cluster`` file), never
+what Ray's own ``auto`` falls back to, a scan of this machine's processes: that finds the private instance of any
+other program's ``ray.init()``.  An existing cluster must answer within ``timeout`` seconds (:data:`RAY_TIMEOUT`),
+checked in a child process (:func:`reach`) before ``ray.init``: Ray's own connect retries for minutes, silently.
 """
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
@@ -32,6 +39,7 @@ from .errors import InputError, Int8Error
 NOTHING: Any = object()  # ``shared`` not given
 RETRIES = 3  # Ray re-runs a call this many times when its worker or node dies
 EXTRA = "pip install 'tflite-int8[ray]'"
+RAY_TIMEOUT = 60.0  # seconds an existing cluster (--ray ADDRESS|auto) has to answer (--ray-timeout, ray_timeout=)
 _ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d+)$")
 # Ray reads these when it is imported and when it starts its processes: the single-machine mode binds every
 # process to 127.0.0.1 (otherwise to the machine's network address); usage statistics would be sent home.
@@ -88,9 +96,9 @@ class InOrder:
         return Mapped(results, [1] * len(results))
 
 
-def executor(ray: str | None) -> ContextManager[Executor]:
+def executor(ray: str | None, timeout: float = RAY_TIMEOUT) -> ContextManager[Executor]:
     """:class:`InOrder` without an address, else a :func:`ray_session`."""
-    return nullcontext(InOrder()) if ray is None else ray_session(ray)
+    return nullcontext(InOrder()) if ray is None else ray_session(ray, timeout=timeout)
 
 
 def check_address(address: str) -> str:
@@ -101,9 +109,17 @@ def check_address(address: str) -> str:
     return address
 
 
-def check_ray(address: str) -> str:
-    """The address checked, and Ray installed (found, not imported: :func:`start` imports it its own way)."""
+def check_timeout(timeout: float) -> float:
+    if not timeout > 0:
+        raise InputError(f"the Ray timeout must be a positive number of seconds, got {timeout!r} (--ray-timeout)")
+    return float(timeout)
+
+
+def check_ray(address: str, timeout: float = RAY_TIMEOUT) -> str:
+    """The address and timeout checked, and Ray installed (found, not imported: :func:`start` imports it its
+    own way)."""
     check_address(address)
+    check_timeout(timeout)
     if sys.modules.get("ray") is None and importlib.util.find_spec("ray") is None:
         raise InputError(f"--ray needs Ray, an optional extra of tflite-int8: {EXTRA} (setup.sh installs it)")
     return address
@@ -118,13 +134,14 @@ def import_ray() -> Any:
 
 
 @contextmanager
-def ray_session(address: str = "local", *, num_cpus: int | None = None) -> Iterator["RayExecutor"]:
+def ray_session(address: str = "local", *, num_cpus: int | None = None,
+                timeout: float = RAY_TIMEOUT) -> Iterator["RayExecutor"]:
     """A :class:`RayExecutor` on the cluster at ``address`` (see the module docstring); what this call started
     it also stops."""
-    check_ray(address)
+    check_ray(address, timeout)
     loaded = sys.modules.get("ray")
     started = not (loaded is not None and loaded.is_initialized())
-    temp = start(address, num_cpus=num_cpus) if started else None
+    temp = start(address, num_cpus=num_cpus, timeout=timeout) if started else None
     ray = import_ray()
     try:
         yield RayExecutor(ray, started_here=started)
@@ -135,12 +152,16 @@ def ray_session(address: str = "local", *, num_cpus: int | None = None) -> Itera
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def start(address: str = "local", *, num_cpus: int | None = None) -> str | None:
+def start(address: str = "local", *, num_cpus: int | None = None, timeout: float = RAY_TIMEOUT) -> str | None:
     """Connect this process to Ray.  ``local`` starts a loopback-only instance whose files (session logs,
     sockets, the shards' model copies) live in a temporary folder: returned, for the caller to remove after
-    ``ray.shutdown()``."""
-    check_ray(address)
+    ``ray.shutdown()``.  Any other address is resolved (:func:`resolve`) and must answer within ``timeout``
+    seconds (:func:`reach`)."""
+    check_ray(address, timeout)
     local = address == "local"
+    if not local:
+        address, origin = resolve(address)
+        reach(address, timeout, origin)
     saved = {k: os.environ.get(k) for k in (*_LOCAL_ONLY, "HOME")}
     temp = tempfile.mkdtemp(prefix="tflite-int8-ray-") if local else None
     if local:
@@ -166,6 +187,105 @@ def start(address: str = "local", *, num_cpus: int | None = None) -> str | None:
             else:
                 os.environ[k] = v
     return temp
+
+
+def resolve(address: str) -> tuple[str, str]:
+    """``auto`` -> the address ``ray start --head`` recorded on this machine, and where it was read (for
+    messages): ``RAY_ADDRESS``, else Ray's ``ray_current_cluster`` file.  Never a process scan (module docstring).
+    Any other address is returned as given."""
+    if address != "auto":
+        return address, ""
+    given = os.environ.get("RAY_ADDRESS", "")
+    if given not in ("", "auto", "local"):
+        return check_address(given), " (from RAY_ADDRESS)"
+    path = _address_file()
+    try:
+        with open(path) as f:
+            recorded = f.read().strip()
+    except OSError:
+        recorded = ""
+    if recorded:
+        return recorded, f" (recorded in {path} by `ray start --head`)"
+    others = _private_instances()
+    seen = (f"; {'instances' if len(others) > 1 else 'an instance'} private to another program's ray.init() "
+            f"({', '.join(others)}) {'are' if len(others) > 1 else 'is'} not joined" if others else "")
+    raise InputError(f"--ray auto: no cluster started with `ray start --head` on this machine (RAY_ADDRESS is not "
+                     f"set, no {path}){seen}. Start one with `ray start --head`, give the cluster's HOST:PORT, or "
+                     f"give --ray alone for a private instance for this run")
+
+
+def _address_file() -> str:
+    """Where ``ray start --head`` records its address: Ray's rule (``ray._common.utils.get_ray_address_file``),
+    not imported from Ray: importing Ray here would fix its settings before a ``local`` instance sets them."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return os.path.join(base or ("/tmp" if os.name == "posix" else tempfile.gettempdir()), "ray", "ray_current_cluster")
+
+
+def _private_instances() -> list[str]:
+    """The GCS addresses of the Ray nodes running on this machine (Ray's process scan: a raylet's
+    ``--gcs-address``), only to name them in a message, never joined."""
+    try:
+        import psutil  # a dependency of Ray
+    except ImportError:
+        return []
+    found = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and "raylet" in os.path.basename(cmd[0]):
+            found.update(arg.split("=", 1)[1] for part in cmd for arg in part.split(" ")
+                         if arg.startswith("--gcs-address=") and arg.split("=", 1)[1] not in ("", "None"))
+    return sorted(found)
+
+
+# Run by reach() in a child: the one-line reason on stdout, Ray's own log lines (stderr) dropped.
+_PROBE = ("import sys\nfrom tflite_int8.cluster import probe\ntry:\n    probe(sys.argv[1], float(sys.argv[2]))\n"
+          "except BaseException as exc:\n    sys.stdout.write(f'{type(exc).__name__}: {exc}'.splitlines()[0])\n"
+          "    sys.exit(1)\n")
+
+
+def reach(address: str, timeout: float = RAY_TIMEOUT, origin: str = "") -> None:
+    """InputError, naming ``address`` and why, unless the cluster there answers within ``timeout`` seconds:
+    :func:`probe` in a child process, killed at the deadline."""
+    try:
+        run = subprocess.run([sys.executable, "-c", _PROBE, address, repr(float(timeout))], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        reason = f"no answer within {timeout:g} s"
+    else:
+        if run.returncode == 0:
+            return
+        reason = run.stdout.strip() or f"the check ended with code {run.returncode}"
+    raise InputError(f"cannot reach the Ray cluster at {address}{origin} ({reason}): "
+                     f"check that it runs (`ray status --address {address.removeprefix('ray://')}`), give another "
+                     f"address, or a longer --ray-timeout (now {timeout:g} s)")
+
+
+def probe(address: str, timeout: float) -> None:
+    """Raise unless the cluster at ``address`` answers: its port accepts a connection; a GCS address (not
+    ray://) answers as Ray's GCS and has a node on this machine (what ``ray.init`` joins); a Ray Client address
+    answers gRPC.  Run in a child by :func:`reach` (Ray's client logs to stderr and retries for minutes)."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    left = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+    if client:
+        import grpc
+
+        grpc.channel_ready_future(grpc.insecure_channel(address.removeprefix("ray://"))).result(timeout=left())
+        return
+    from ray._private.services import get_node_to_connect_for_driver
+    from ray._raylet import GcsClient
+
+    gcs = GcsClient(address=address)
+    gcs.internal_kv_get(b"tflite-int8-probe", None, timeout=left())
+    try:
+        get_node_to_connect_for_driver(gcs, timeout_seconds=left())
+    except RuntimeError:
+        raise ConnectionError(f"no node of that cluster runs on this machine: join it first (`ray start --address="
+                              f"{address}`) or use its Ray Client address (ray://HOST:10001)") from None
 
 
 def node_address() -> str:

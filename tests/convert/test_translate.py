@@ -1,13 +1,15 @@
 """Translate: onnx2tf offline in a child process; numerically wrong or impossible translations stop the pipeline."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
 from tests.models import TINY_SPEC, tiny
-from tflite_int8 import ConversionError, ParityError, PreprocessSpec
+from tflite_int8 import ConversionError, ParityError, PreprocessSpec, UnsupportedOpError, convert
 from tflite_int8.convert.export import export
 from tflite_int8.convert.translate import ONNX2TF_SAMPLE_FILE, onnx_nodes_for, translate
 
@@ -41,16 +43,36 @@ def test_numerically_wrong_translation_stops_with_stage_and_size(tiny_onnx, tmp_
     assert info.value.metrics["cosine"] > 0.999 and info.value.exit_code == 1
 
 
-def test_op_onnx2tf_cannot_translate_is_named(tmp_path):
-    # LpPool has no onnx2tf handler (GlobalLpPool has one).
+def _lp_pool(path):
+    """LpPool has no onnx2tf handler (GlobalLpPool has one)."""
     node = helper.make_node("LpPool", ["x"], ["y"], kernel_shape=[2, 2], p=2)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 7, 7])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "lp.onnx")
+    onnx.save(model, path)
+    return path
+
+
+def test_op_onnx2tf_cannot_translate_is_named(tmp_path):
     spec = PreprocessSpec(size=(8, 8), resize="stretch")
-    with pytest.raises(ConversionError, match=r"\[translate\].*LpPool"):
-        translate(tmp_path / "lp.onnx", tmp_path / "work", spec)
+    with pytest.raises(ConversionError, match=r"\[translate\].*LpPool") as info:
+        translate(_lp_pool(tmp_path / "lp.onnx"), tmp_path / "work", spec)
+    Path(str(info.value).rsplit("Full log: ", 1)[1]).unlink()  # the kept copy (next test)
+
+
+def test_a_failed_translation_keeps_its_log_where_the_message_says(tmp_path, photos):
+    """convert()'s work folder is gone when it raises: the log the message names is a kept copy, outside the
+    output folder, holding onnx2tf's own output."""
+    out = tmp_path / "out"
+    with pytest.raises(UnsupportedOpError, match=r"LpPool.* Full log: \S+-onnx2tf\.log$") as info:
+        convert(_lp_pool(tmp_path / "lp.onnx"), out, spec=PreprocessSpec(size=(8, 8), resize="stretch"), data=photos)
+    log = Path(str(info.value).rsplit("Full log: ", 1)[1])
+    try:
+        assert log.is_file() and log.parent.name == "tflite-int8-logs"
+        assert "LpPool" in log.read_text(errors="replace") and "onnx2tf" in log.read_text(errors="replace")
+        assert not out.exists() and "\n" not in str(info.value)
+    finally:
+        log.unlink(missing_ok=True)
 
 
 def test_an_stft_written_as_conv_translates_after_the_slice_rewrite(tmp_path, rng):

@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..cluster import check_ray, executor
+from ..cluster import RAY_TIMEOUT, check_ray, executor
 from ..data.files import check_destination, dump_json, staging
 from ..errors import ConversionError, InputError, Int8Error, Int8Warning
 from ..progress import Progress, or_silent
@@ -43,7 +43,8 @@ from .commands import UsageError, convert_from_args, verify_from_args
 from .parser import build_parser
 
 # Options `batch` sets itself for every model (its folder, its reports) or that only make sense once per run.
-SET_BY_BATCH = {"convert": ("out", "force", "json"), "verify": ("target", "report-dir", "force", "json", "ray")}
+SET_BY_BATCH = {"convert": ("out", "force", "json"),
+                "verify": ("target", "report-dir", "force", "json", "ray", "ray-timeout")}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 STATUS = {0: "passed", 1: "check failed"}  # exit code 2: "bad input" or "unconvertible" (see _failed)
 
@@ -57,16 +58,16 @@ class ModelJob:
     verify: argparse.Namespace
 
 
-def run_batch(zoo: str | Path, out: str | Path, *, ray: str | None = None, force: bool = False,
-              progress: Progress | None = None) -> dict[str, Any]:
+def run_batch(zoo: str | Path, out: str | Path, *, ray: str | None = None, ray_timeout: float = RAY_TIMEOUT,
+              force: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Convert and verify every model of ``zoo`` into ``out``; the batch.json document (rows, exit code)."""
     out = Path(out)
     if ray is not None:
-        check_ray(ray)
+        check_ray(ray, ray_timeout)
     check_destination(out, force)
     jobs = read_zoo(zoo)
     t = time.perf_counter()
-    with staging(out, force) as stage, executor(ray) as ex:
+    with staging(out, force) as stage, executor(ray, ray_timeout) as ex:
         bar = or_silent(progress)(f"batch: {len(jobs)} models", len(jobs))
         try:
             run = partial(run_model, progress=None if ex.remote else progress)

@@ -173,13 +173,15 @@ def verify_from_args(args: argparse.Namespace) -> VerifyResult:
                       views=args.views,
                       num_samples=args.num_samples, seed=args.seed, task=args.task, thresholds=limits,
                       workers=args.workers, layers=not args.no_layers, report_dir=report_dir, force=args.force,
-                      blank=args.blank, mask_threshold=args.mask_threshold, progress=args.progress, ray=args.ray)
+                      blank=args.blank, mask_threshold=args.mask_threshold, progress=args.progress, ray=args.ray,
+                      ray_timeout=args.ray_timeout)
 
 
 def batch(args: argparse.Namespace) -> int:
     from .batch import run_batch  # here: batch parses with the parser, which names these handlers
 
-    doc = run_batch(args.zoo, args.out, ray=args.ray, force=args.force, progress=args.progress)
+    doc = run_batch(args.zoo, args.out, ray=args.ray, ray_timeout=args.ray_timeout, force=args.force,
+                    progress=args.progress)
     print(json.dumps(doc, indent=2) if args.json else summaries.batch_summary(doc, args.out))
     return doc["exit_code"]
 
@@ -209,7 +211,7 @@ def recover(args: argparse.Namespace) -> int:
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force,
                          strategies=[n.strip() for n in args.strategies.split(",") if n.strip()] if args.strategies
-                         else None, progress=args.progress, ray=args.ray,
+                         else None, progress=args.progress, ray=args.ray, ray_timeout=args.ray_timeout,
                          rounding_iterations=args.rounding_iterations)
     print(summaries.recovery_summary(result))
     return 0 if result.passed else 1

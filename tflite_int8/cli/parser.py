@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..cluster import check_address
+from ..cluster import RAY_TIMEOUT, check_address, check_timeout
 from ..config.inputs import parse_input_layout, parse_input_shape, parse_input_value
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
@@ -46,11 +46,21 @@ def _ray_address(text: str) -> str:
                                          f"after the other arguments, or write --ray=local)") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        return check_timeout(float(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, got {text!r}") from None
+
+
 def _add_ray_arg(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--ray", nargs="?", const="local", type=_ray_address, metavar="ADDRESS",
                    help=f"run {what} as Ray tasks: alone, on a new Ray instance on this machine (loopback only); "
                         "auto: the cluster started with `ray start --head`; HOST:PORT or ray://HOST:PORT: that "
                         "cluster. Needs the extra: pip install 'tflite-int8[ray]'")
+    p.add_argument("--ray-timeout", type=_seconds, default=RAY_TIMEOUT, metavar="SECONDS",
+                   help=f"how long an existing cluster (--ray ADDRESS or auto) has to answer before the command "
+                        f"fails (default {RAY_TIMEOUT:g})")
 
 
 def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:

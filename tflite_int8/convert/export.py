@@ -20,7 +20,7 @@ import numpy as np
 from ..config.inputs import InputSpec, InputTable
 from ..errors import ConversionError, InputError
 from ..runtime.metrics import combine, compare
-from ..runtime.reference import flatten_outputs, load_onnx, ort_session
+from ..runtime.reference import flatten_outputs, load_onnx, ort_session, run_session
 from .constants import fix_inputs
 from .opset import upgrade
 
@@ -107,7 +107,7 @@ def _check(module: Any, onnx_path: Path, table: InputTable, names: list[str], sa
         feed = {k: np.ascontiguousarray(v, dtype=table[k].dtype) for k, v in table.feed(item).items()}
         with torch.no_grad():
             refs = flatten_outputs(module(*[torch.from_numpy(feed[n]) for n in table.names]))
-        got = session.run(None, feed)
+        got = run_session(session, feed, onnx_path)
         if len(refs) != len(got):
             raise ConversionError(f"PyTorch returned {len(refs)} outputs, ONNX {len(got)}", stage="export")
         for name, r, g in zip(names, refs, got):

@@ -223,7 +223,7 @@ def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds:
                                 check_inputs=feeds)
     _check_input_shape(exported, table, source)
     if module is None:
-        run_onnx(onnx_path, feeds[:1])  # fails early, naming the file, if ORT cannot run it
+        run_onnx(onnx_path, feeds[:1], name=str(source))  # fails early, naming the file, if ORT cannot run it
     return exported
 
 

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,7 +108,8 @@ def translate(onnx_path: str | Path, work_dir: str | Path, spec: PreprocessSpec 
             worker.close()
     tflites = sorted(out.glob("*_float32.tflite"))
     if not tflites:
-        raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name} (see {log})", stage="translate")
+        raise ConversionError(f"onnx2tf wrote no float32 TFLite for {onnx_path.name}.{keep_log(log, onnx_path)}",
+                              stage="translate")
     result = TranslateResult(out, tflites[0], log=log, node_map=node_map(log))
     if check_inputs:
         result.check = check_translation(onnx_path, tflites[0], table, check_inputs, output_names=output_names,
@@ -195,12 +199,29 @@ def _failure(onnx_path: Path, log: Path, f: child.Failure) -> Int8Error:
     if op_types:
         where = f" (node '{op_names[-1]}')" if op_names else ""
         cls = CrashError if f.kind == "crash" else UnsupportedOpError
-        message = (f"onnx2tf cannot translate ONNX op {op_types[-1]}{where} in {onnx_path.name}: {detail}.{hint} "
-                   f"Full log: {log}")
+        message = (f"onnx2tf cannot translate ONNX op {op_types[-1]}{where} in {onnx_path.name}: {detail}.{hint}"
+                   f"{keep_log(log, onnx_path)}")
         if cls is CrashError:
             return CrashError(message, stage="translate", ops=[op_types[-1]], signal=f.signal)
         return UnsupportedOpError(message, ops=[op_types[-1]], stage="translate")
-    return ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint} Full log: {log}", stage="translate")
+    return ConversionError(f"onnx2tf failed on {onnx_path.name}: {detail}.{hint}{keep_log(log, onnx_path)}",
+                           stage="translate")
+
+
+def keep_log(log: Path, onnx_path: Path) -> str:
+    """' Full log: PATH' for a failed run: onnx2tf's log copied out of the work folder (removed when the conversion
+    ends) to ``<temp>/tflite-int8-logs/<UTC time>-<model>-*-onnx2tf.log``, never into the user's output folder;
+    '' when there is no log."""
+    try:
+        folder = Path(tempfile.gettempdir()) / "tflite-int8-logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, kept = tempfile.mkstemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{onnx_path.stem}-",
+                                    suffix="-onnx2tf.log", dir=folder)
+        with os.fdopen(fd, "wb") as out, open(log, "rb") as src:
+            shutil.copyfileobj(src, out)
+    except OSError:
+        return f" Full log: {log}" if log.exists() else ""
+    return f" Full log: {kept}"
 
 
 def check_translation(onnx_path: Path, tflite_path: Path, spec: PreprocessSpec | InputTable, inputs: Sequence[Any],

@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..cluster import check_ray, executor
+from ..cluster import RAY_TIMEOUT, check_ray, executor
 from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import MIXED_FLOAT, Recipe
@@ -275,8 +275,8 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
             input_shapes: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
-            progress: Progress | None = None,
-            ray: str | None = None, rounding_iterations: int = ROUNDING_ITERATIONS) -> RecoveryResult:
+            progress: Progress | None = None, ray: str | None = None, ray_timeout: float = RAY_TIMEOUT,
+            rounding_iterations: int = ROUNDING_ITERATIONS) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
@@ -284,8 +284,8 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     ``rounding_iterations``: optimisation steps per block of the ``adaround`` strategy (its run time grows with it).
     ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once
     (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be on a filesystem every
-    node shares.  ``strategies``: the names to try (in table order; ``baseline`` always runs first); default all
-    of them.  See the module docstring.
+    node shares; an existing cluster must answer within ``ray_timeout`` seconds.  ``strategies``: the names to
+    try (in table order; ``baseline`` always runs first); default all of them.  See the module docstring.
     """
     out = Path(out_dir)
     check_destination(out, force)
@@ -300,9 +300,9 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
                   task=task, class_names=declared_class_names(model))
     if ray is not None:
-        check_ray(ray)
+        check_ray(ray, ray_timeout)
     stopped = None
-    with staging(out, force) as stage, executor(ray) as ex:
+    with staging(out, force) as stage, executor(ray, ray_timeout) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
                       input_shapes, rounding_iterations)
         todo = [s for s in STRATEGIES if (allow_float_ops or not s.needs_consent) and s.name in chosen]

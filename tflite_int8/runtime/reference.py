@@ -13,6 +13,7 @@ arithmetic.  torch, onnx and onnxruntime are imported only when used.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -118,16 +119,14 @@ def ort_session(path: Path | Any, optimize: bool = True) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: a failure is raised (one line), not also logged to stderr
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     source = path.SerializeToString() if hasattr(path, "SerializeToString") else str(path)
-    if hasattr(path, "SerializeToString"):
-        path = "the rewritten ONNX model"
     try:
         return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise ConversionError(f"ONNX Runtime cannot load {path}: {exc}", stage="export") from None
+        raise ort_error(exc, f"load {_model_name(path)}", user=not hasattr(path, "SerializeToString")) from None
 
 
 def simulation_session(path: Path | Any) -> Any:
@@ -136,12 +135,49 @@ def simulation_session(path: Path | Any) -> Any:
     return ort_session(path, optimize=False)
 
 
-def run_onnx(path: str | Path | Any, inputs: Sequence[Any], optimize: bool = True) -> list[list[np.ndarray]]:
+def run_session(session: Any, feed: Mapping[str, np.ndarray], model: str | Path | Any) -> list[np.ndarray]:
+    """``session.run`` on one sample; ONNX Runtime's failure as a one-line typed error naming the model and the
+    inputs it was given (:func:`ort_error`)."""
+    try:
+        return session.run(None, feed)
+    except Exception as exc:
+        given = ", ".join(f"{n} {np.asarray(v).dtype} {tuple(np.shape(v))}" for n, v in feed.items())
+        declared = ", ".join(f"{i.name} {i.type} {tuple(i.shape)}" for i in session.get_inputs())
+        raise ort_error(exc, f"run {_model_name(model)} on {given} (it declares {declared})",
+                        user=not hasattr(model, "SerializeToString")) from None
+
+
+# ONNX Runtime's error kinds that mean the file or data given was wrong, not the model or this tool
+_USER_KINDS = ("InvalidArgument", "InvalidProtobuf", "NoSuchFile", "InvalidGraph")
+
+
+def ort_error(exc: BaseException, what: str, *, user: bool) -> InputError | ConversionError:
+    """ONNX Runtime's exception as one line: an InputError when the user's file or data is what it rejects
+    (a wrong shape or type, not an ONNX file), a ConversionError otherwise (the graph fails on valid data)."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", " ".join(str(exc).split()))
+    text = re.sub(r"/onnxruntime_src/\S+ \S+\(.*?\) ", "", text).rstrip(". ")  # less the C++ source line
+    message = f"ONNX Runtime cannot {what}: {text[:400]}"
+    if user and type(exc).__name__ in _USER_KINDS:
+        hint = ("is it an ONNX file? Re-export it" if what.startswith("load") else
+                "give data of the shape and type the model declares")
+        return InputError(f"{message}. {hint[0].upper()}{hint[1:]}")
+    return ConversionError(f"{message}. The model fails in ONNX Runtime itself: check it there "
+                           f"(onnxruntime.InferenceSession) or re-export it", stage="export")
+
+
+def _model_name(model: str | Path | Any) -> str:
+    return "the rewritten ONNX model" if hasattr(model, "SerializeToString") else str(model)
+
+
+def run_onnx(path: str | Path | Any, inputs: Sequence[Any], *, name: str | None = None,
+             optimize: bool = True) -> list[list[np.ndarray]]:
     """Run an ONNX model (a file or a ModelProto) on each sample (an array for a single-input model, or
-    {input name: array}); returns per-sample output lists.  ``optimize=False``: see :func:`ort_session`."""
-    session = ort_session(path if hasattr(path, "SerializeToString") else Path(path), optimize=optimize)
+    {input name: array}); returns per-sample output lists.  ``name``: the model as errors name it (the user's
+    file when ``path`` is a working copy); ``optimize=False``: see :func:`ort_session`."""
+    model = path if hasattr(path, "SerializeToString") else Path(path)
+    session = ort_session(model, optimize=optimize)
     names, dtypes = [i.name for i in session.get_inputs()], session_dtypes(session)
-    return [session.run(None, onnx_feed(names, x, dtypes)) for x in inputs]
+    return [run_session(session, onnx_feed(names, x, dtypes), name or model) for x in inputs]
 
 
 def run_simulation(path: str | Path | Any, inputs: Sequence[Any]) -> list[list[np.ndarray]]:

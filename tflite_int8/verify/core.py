@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..cluster import check_ray
+from ..cluster import RAY_TIMEOUT, check_ray
 from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import Recipe
@@ -61,13 +61,13 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
            seed: int = 0, task: str = "auto", thresholds: Mapping[str, float] | str | Path | None = None,
            workers: int = 1, layers: bool = True, report_dir: str | Path | None = None, force: bool = False,
            blank: int = 0, mask_threshold: float = 0.5, progress: Progress | None = None,
-           ray: str | None = None) -> VerifyResult:
+           ray: str | None = None, ray_timeout: float = RAY_TIMEOUT) -> VerifyResult:
     """Verify an int8 model against its float reference; write reports into ``report_dir``.
 
     Reports are written only when ``report_dir`` is given (the CLI's default is ``TARGET/verify``).
     ``labels``: a CSV ``file,label``, a root of class folders, a {file: class} mapping or a list in sample order.
     ``ray``: run the samples as Ray tasks on this cluster (:mod:`.distributed`; ``local``, ``auto``, an address)
-    instead of ``workers`` local processes.
+    instead of ``workers`` local processes; an existing cluster must answer within ``ray_timeout`` seconds.
     ``task``: see :data:`~tflite_int8.config.tasks.TASKS` (``auto``: the conversion's ``--task``, else chosen from
     the outputs); ``blank``: the CTC blank class; ``mask_threshold``: where a probability map becomes a mask.
     """
@@ -77,7 +77,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
     if ray is not None and workers > 1:
         raise InputError("give either workers (processes on this machine) or ray (tasks on a Ray cluster), not both")
     if ray is not None:
-        check_ray(ray)
+        check_ray(ray, ray_timeout)
     limits = resolve_thresholds(thresholds)
     plan = make_plan(target, tflite, reference, spec)
     out_dir = Path(report_dir) if report_dir is not None else None
@@ -118,7 +118,7 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
             if ray is None:
                 records, cluster = run_ladder(job, reader, workers=workers, progress=progress), None
             else:
-                records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress)
+                records, cluster = run_ladder_on_ray(job, reader, ray, progress=progress, timeout=ray_timeout)
             layer_rows, layer_note = _layers(layers, translated, plan, calib_reader, reader, progress, worker)
             qat = (simulation_layers(plan.conversion, plan.int8, [s for _, s in zip(range(QAT_SAMPLES), reader)],
                                      plan.inputs, plan.output_names or [], limits, LAYER_SAMPLES)

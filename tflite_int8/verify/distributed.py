@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cluster import node_address, node_folder, ray_session
+from ..cluster import RAY_TIMEOUT, node_address, node_folder, ray_session
 from ..errors import InputError
 from ..progress import Progress, or_silent
 from .ladder import LadderJob, run_shard
@@ -26,9 +26,10 @@ FILE_KINDS = ("tflite", "onnxruntime")
 
 
 def run_ladder_on_ray(job: LadderJob, reader: Any, address: str, *,
-                      progress: Progress | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                      progress: Progress | None = None,
+                      timeout: float = RAY_TIMEOUT) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """All records in sample order, and how they were made: where, how many shards, which were retried."""
-    with ray_session(address) as ex:
+    with ray_session(address, timeout=timeout) as ex:
         shards = _shards(len(reader), ex.cpus)
         labels = [f"verification shard {k + 1}/{len(shards)} (samples {s[0]}-{s[-1]})" for k, s in enumerate(shards)]
         bar = or_silent(progress)("verify", len(reader))

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..runtime.adapter import Runner, read_io
 from ..runtime.metrics import align_layout
 from ..runtime.reference import (feed_array, flatten_outputs, is_module, load_module, load_onnx, onnx_feed,
-                                 ort_session, session_dtypes, simulation_session)
+                                 ort_session, run_session, session_dtypes, simulation_session)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Engine:
 
     def _onnx(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         item = self._ordered(feed)[0] if len(feed) == 1 else feed
-        outs = self._session.run(None, onnx_feed(self._inputs, item, self._dtypes))
+        outs = run_session(self._session, onnx_feed(self._inputs, item, self._dtypes), Path(self.spec.source))
         return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.names or [], outs)}
 
     def _tflite(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
