@@ -125,7 +125,7 @@ class Context:
         """convert's task arguments; an ONNX file made from the baseline's head-split model.onnx carries its head."""
         settings: dict[str, Any] = dict(task=self.task, head_fix=self.head_fix, decode=self.decode)
         if from_baseline_onnx and self.baseline is not None and self.baseline.head.get("fix"):
-            settings["head_from"] = self.baseline.out_dir
+            settings["head_from"] = self.original_onnx.parent  # on Ray, the link in the attempt's scratch folder
         return settings
 
     @property
