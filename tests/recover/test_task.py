@@ -31,10 +31,10 @@ def test_a_yolo_head_under_task_auto_is_not_passed_on_cosine(tmp_path, det_data,
     assert code == 1 and doc["winner"] is None and base["strategy"] == "baseline"
     assert base["mean_cosine"] > 0.95 and not base["passed"]  # cosine alone would have passed it
     assert base["task"] == "raw" and base["decided_by"].startswith("nothing: tensor metrics cannot judge")
-    assert "output 'output' has a YOLO detector's layout [1, 4+classes, N]" in doc["stopped"]
+    assert "output 'output' [1, 6, 48] has a YOLO detector's layout [1, 4+classes, N]" in doc["stopped"]
     assert "of 256 levels" in doc["stopped"] and "give --task detect" in doc["stopped"]
     assert doc["stopped"] in base["failures"]
-    assert "decided by nothing" in out and "stopped after the baseline: output 'output'" in out
+    assert "decided by nothing" in out and "stopped after the baseline: output 'output' [1, 6, 48]" in out
 
 
 def test_a_detector_with_its_head_as_exported_fails_on_box_agreement(tmp_path, det_data):
