@@ -84,3 +84,30 @@ def test_detect_without_a_detector_output_is_refused(tmp_path):
     with pytest.raises(ConversionError, match="needs exactly one output in YOLOv5 layout"):
         apply(tmp_path / "x.onnx", ["logits"], {"logits": np.zeros((2, 10), np.float32)}, task="detect", fix=True,
               input_size=(32, 32))
+
+
+def test_carry_takes_only_a_split_head_with_the_same_outputs(tmp_path):
+    """head_from: the head of a conversion whose model.onnx the file is (recover's weight-changed copies)."""
+    import json
+
+    from tests.models import tiny
+    from tflite_int8.convert.heads import carry
+    from tflite_int8.convert.pipeline import convert
+    from tflite_int8.errors import InputError
+
+    naive, split = tmp_path / "naive", tmp_path / "split"
+    naive.mkdir(), split.mkdir()
+    (naive / "conversion.json").write_text(json.dumps({"head": {"lint": [], "fix": None}}))
+    decode = {"layout": "v8", "boxes": "boxes", "scores": "scores", "num_classes": 2, "mode": "model"}
+    (split / "conversion.json").write_text(json.dumps({"head": {"lint": [], "fix": "split", "decode": decode},
+                                                       "onnx": {"outputs": ["boxes", "scores"]}}))
+    scores = {"boxes": np.zeros((4, 4, 48), np.float32), "scores": np.full((4, 2, 48), 0.5, np.float32)}
+    with pytest.raises(InputError, match="is not a conversion whose detector head was split"):
+        carry(tmp_path / "new" / "model.onnx", ["boxes", "scores"], scores, naive)
+    with pytest.raises(InputError, match=r"outputs \['output'\] are not those of the head-split model"):
+        carry(tmp_path / "new" / "model.onnx", ["output"], {"output": scores["boxes"]}, split)
+    section = carry(tmp_path / "new" / "model.onnx", ["scores", "boxes"], scores, split)
+    assert section["decode"] == decode and section["fix"] == "split" and section["carried_from"] == "../split"
+    with pytest.raises(InputError, match="head_from carries a split detector head: it needs task='detect'"):
+        convert(tiny(), tmp_path / "x", spec=TINY_SPEC, head_from=split)
+    assert not (tmp_path / "x").exists()

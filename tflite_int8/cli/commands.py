@@ -205,8 +205,9 @@ def inspect(args: argparse.Namespace) -> int:
 def recover(args: argparse.Namespace) -> int:
     result = run_recover(args.model, args.out, spec=spec_from_args(args), data=data_from_args(args.data),
                          views=args.views, verify_data=data_from_args(args.verify_data),
-                         verify_views=args.verify_views, seed=args.seed,
-                         input_shapes=shapes_from_args(args.input_shape),
+                         verify_views=args.verify_views, seed=args.seed, task=args.task,
+                         head_fix=not args.no_head_fix, decode=args.decode, blank=args.blank,
+                         mask_threshold=args.mask_threshold, input_shapes=shapes_from_args(args.input_shape),
                          thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force,

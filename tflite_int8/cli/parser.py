@@ -10,7 +10,7 @@ from ..cluster import RAY_TIMEOUT, check_address, check_timeout
 from ..config.inputs import parse_input_layout, parse_input_shape, parse_input_value
 from ..config.preprocess import CHANNEL_ORDERS, LAYOUTS, PRESETS, RESIZE_MODES
 from ..config.recipe import EXTRA_VARIANTS, IO_DTYPES, RANGES, VARIANTS
-from ..config.tasks import TASKS
+from ..config.tasks import DECODES, TASKS
 from ..config.thresholds import CHECK_DEFAULTS
 from ..config.thresholds import DEFAULTS as THRESHOLDS
 from ..errors import InputError
@@ -116,6 +116,21 @@ def _task_help(names: tuple[str, ...]) -> str:
     return "; ".join(f"{n}: {TASKS[n]}" for n in names)
 
 
+def _add_task_args(p: argparse.ArgumentParser, task_help: str, *, head: bool, judge: bool) -> None:
+    """--task (the TASKS table); ``head``: convert's detector flags; ``judge``: verify's task options."""
+    p.add_argument("--task", choices=list(TASKS), default="auto", help=task_help)
+    if head:
+        p.add_argument("--no-head-fix", action="store_true",
+                       help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
+        p.add_argument("--decode", choices=list(DECODES), default="model",
+                       help="with --task detect: where the grid/anchor decode runs: " +
+                            "; ".join(f"{k}: {v}" for k, v in DECODES.items()))
+    if judge:
+        p.add_argument("--blank", type=int, default=0, help="ctc: the blank class index (default 0)")
+        p.add_argument("--mask-threshold", type=float, default=0.5,
+                       help="mask: probability above which a pixel is in the mask (default 0.5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tflite-int8", description="PyTorch/ONNX -> full-integer TFLite, verified.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -164,16 +179,8 @@ def _add_convert(sub: Any) -> None:
                         "; a quantization-aware model keeps its own learned ranges and refuses this option")
     c.add_argument("--variants", default="", help="extra files, comma-separated: " +
                    "; ".join(f"{v} ({VARIANTS[v].help})" for v in EXTRA_VARIANTS))
-    c.add_argument("--task", choices=list(TASKS), default="auto",
-                   help=_task_help(("auto", "detect")) + "; classify, segment, ctc, mask: recorded, so `verify` "
-                        "judges the model by that task")
-    c.add_argument("--no-head-fix", action="store_true",
-                   help="with --task detect: keep the exported head (boxes and scores share one int8 scale)")
-    c.add_argument("--decode", choices=["model", "host"], default="model",
-                   help="with --task detect: keep the grid/anchor decode in the model (default) or move it to the "
-                        "host (decode.onnx; the int8 model outputs the split head convolutions): more accurate, as int8 "
-                        "sigmoid and box tensors coarsen decoded boxes (reference detector: 0.7 vs 3.2 mAP50-95 "
-                        "points lost)")
+    _add_task_args(c, _task_help(("auto", "detect")) + "; classify, segment, ctc, mask: recorded, so `verify` "
+                   "judges the model by that task", head=True, judge=False)
     for flag, (key, helptext) in commands.CHECK_FLAGS.items():
         c.add_argument(f"--{flag}", type=float, help=f"{helptext} (default {CHECK_DEFAULTS[key]}); a failed check "
                                                      f"keeps the files and exits 1")
@@ -197,10 +204,7 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--views", type=int, default=1, help="deterministic crops/flips per photo (default 1)")
     v.add_argument("--num-samples", type=int, help="verify on this many samples (default: all)")
     v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--task", choices=list(TASKS), default="auto", help=_task_help(tuple(TASKS)))
-    v.add_argument("--blank", type=int, default=0, help="ctc: the blank class index (default 0)")
-    v.add_argument("--mask-threshold", type=float, default=0.5,
-                   help="mask: probability above which a pixel is in the mask (default 0.5)")
+    _add_task_args(v, _task_help(tuple(TASKS)), head=False, judge=True)
     v.add_argument("--workers", type=int, default=1, help="processes, one interpreter each (default 1)")
     _add_ray_arg(v, "the samples (shards of them)")
     v.add_argument("--no-layers", action="store_true", help="skip the per-layer diagnosis")
@@ -228,6 +232,9 @@ def _add_recover(sub: Any) -> None:
     r.add_argument("--verify-views", type=int, default=1)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--thresholds", help="thresholds file (.json/.toml) overriding the verify defaults")
+    _add_task_args(r, "every attempt converted and verified for this task, as convert --task and verify --task "
+                      "would: " + _task_help(tuple(TASKS)) + ". With auto, an output in a YOLO layout is not judged "
+                      "by tensor metrics: the baseline fails naming --task detect", head=True, judge=True)
     r.add_argument("--allow-float-ops", action="store_true",
                    help="last resort: keep the worst layers in float (the result is NOT full-integer)")
     r.add_argument("--float-layers", type=int, default=3, help="how many layers the float fallback keeps (3)")

@@ -328,7 +328,8 @@ def android_summary(report: dict[str, Any], *, results_path: str | None = None) 
 
 
 def recovery_summary(result: Any) -> str:
-    """The strategy table of ``recover``: accuracy, size, latency and its ratio to the baseline int8 file."""
+    """The strategy table of ``recover``: accuracy, size, latency and its ratio to the baseline int8 file; under
+    each row the task metric that decided it."""
     lines = [f"{'strategy':16} {'passed':6} {'top-1':>7} {'cosine':>8} {'SQNR dB':>8} {'MB':>6} {'ms':>8} "
              f"{'x base':>7}  how"]
     over = []
@@ -345,6 +346,8 @@ def recovery_summary(result: Any) -> str:
                 over.append(a)
         lines.append(f"{a['strategy']:16} {str(a['passed']):6} {top1:>7} {a['mean_cosine']:8.4f} "
                      f"{a['sqnr_db']:8.1f} {a['bytes'] / 1e6:6.2f} {ms:>8} {ratio:>7}  {a['how']}")
+        if a.get("decided_by"):
+            lines.append(f"{'':16} decided by {a['decided_by']}")
     budget = result.max_latency_ratio
     lines.append("ms: median invoke, 1 thread, XNNPACK, each attempt timed interleaved with the baseline int8 file; "
                  + (f"! over the latency budget ({budget:g}x)" if budget is not None else "no latency budget"))

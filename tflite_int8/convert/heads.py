@@ -12,14 +12,17 @@ convolutions are split by output rows so box and score logits get scales of thei
 """
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConversionError
+from ..errors import ConversionError, InputError
 from .head_split import split_head
+from .record import read_conversion
 
 MIXED_SPAN = 0.05  # a channel group spanning < 5 % of its output's range gets < 13 of 256 int8 levels
 
@@ -89,6 +92,27 @@ def lint(outputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
                 f"of 256 levels, so they round to a few values or to zero; split the head: convert --task detect "
                 f"(without --no-head-fix)")})
     return findings
+
+
+def carry(onnx_path: Any, output_names: list[str], outputs: dict[str, np.ndarray], head_from: Any
+          ) -> dict[str, Any]:
+    """The head section of an ONNX file that already is the head-split ``model.onnx`` of the conversion in
+    ``head_from`` (or a copy with changed weights: recover's later attempts): that conversion's head description,
+    not a second split (its ``scores`` output could pass for a head of its own).  Host decode: its
+    ``decode.onnx`` is copied beside ``onnx_path``.  ``carried_from``: that folder, relative to this one."""
+    conv = read_conversion(head_from)
+    desc = conv.head.get("decode")
+    if not conv.head.get("fix") or not desc:
+        raise InputError(f"head_from: {head_from} is not a conversion whose detector head was split (convert --task "
+                         f"detect without --no-head-fix)")
+    if set(output_names) != set(conv.output_names or ()):
+        raise InputError(f"{Path(onnx_path).name}: outputs {output_names} are not those of the head-split model in "
+                         f"{head_from} ({conv.output_names}); head_from takes that model.onnx or a copy of it with "
+                         f"changed weights")
+    if desc.get("mode") == "host":
+        shutil.copyfile(conv.out_dir / desc["decode_model"], Path(onnx_path).with_name(desc["decode_model"]))
+    where = os.path.relpath(os.path.abspath(conv.out_dir), os.path.abspath(Path(onnx_path).parent))
+    return {"lint": lint(outputs), "decode": dict(desc), "fix": conv.head["fix"], "carried_from": where}
 
 
 def _ranges(idx: np.ndarray) -> str:

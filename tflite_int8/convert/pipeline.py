@@ -41,7 +41,7 @@ from . import qat
 from .qat_check import simulation_check
 from .finalize import finalize
 from .guards import check_module, check_onnx, fold_pruning, freeze_fake_quant
-from .heads import apply
+from .heads import apply, carry
 from .int8_lint import check_file
 from .quantize import quantize
 from .record import FILE, load_conversion, new_record, stage
@@ -75,7 +75,7 @@ class ConversionResult:
 def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
             weights: str | Path | None = None, trust_checkpoint: bool = False, allow_partial_weights: bool = False,
             num_samples: int | None = None, views: int = 1, seed: int = 0, recipe: Recipe = Recipe(),
-            task: str = "auto", head_fix: bool = True, decode: str = "model",
+            task: str = "auto", head_fix: bool = True, decode: str = "model", head_from: str | Path | None = None,
             input_shapes: Mapping[str, Sequence[int]] | None = None,
             input_layouts: Mapping[str, str] | None = None, input_values: Mapping[str, Any] | None = None,
             force: bool = False, translate_thresholds: dict[str, float] | None = None,
@@ -93,7 +93,9 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
 
     ``task="detect"``: a YOLOv5/YOLOv8-layout detector; its head is split into boxes and scores (``head_fix``)
     so they do not share one int8 scale; ``decode="host"`` moves the grid/anchor decode out of the model
-    (``decode.onnx``).  Every conversion lints its outputs for such mixed ranges.
+    (``decode.onnx``).  ``head_from``: a conversion folder whose head-split ``model.onnx`` ``model`` is (weights
+    changed, graph not): its head description is carried over instead of a second split.  Every conversion lints
+    its outputs for such mixed ranges.
 
     Before translation the graph rewrites (:mod:`.rewrites`) make ceil-mode pools, erf GELUs, recurrent layers and
     names TensorFlow rejects int8-ready, each reported in ``adjustments`` with its measured float change; every
@@ -102,6 +104,8 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     failed check gives ``passed=False``, not an exception, and the folder is kept.
     """
     check_task(task)
+    if head_from is not None and (task != "detect" or not head_fix):
+        raise InputError("head_from carries a split detector head: it needs task='detect' and head_fix=True")
     out_dir = Path(out_dir)
     check_destination(out_dir, force)
     report = new_record()
@@ -132,7 +136,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             float_sparsity = onnx_sparsity(onnx_model)
             st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
-                             table, report)
+                             table, report, head_from)
         with stage(report, "rewrite") as st:
             applied, renamed = rewrite(onnx_path, check_inputs)
             st["rewrites"] = applied
@@ -241,7 +245,7 @@ def _finalize(files: dict[str, Path], table: InputTable, onnx_path: Path, names:
 
 
 def _head(onnx_path: Path, model: Any, names: list[str], samples: list[dict[str, np.ndarray]], task: str, fix: bool,
-          decode: str, table: InputTable, report: dict[str, Any]) -> list[str]:
+          decode: str, table: InputTable, report: dict[str, Any], head_from: Any = None) -> list[str]:
     """Lint the outputs for mixed ranges; split a detector's head (heads.apply). Says what it did."""
     t = time.perf_counter()
     ranks = [len(o.type.tensor_type.shape.dim) for o in model.graph.output]
@@ -252,10 +256,17 @@ def _head(onnx_path: Path, model: Any, names: list[str], samples: list[dict[str,
     outputs = {n: np.concatenate([r[i] for r in runs]) for i, n in enumerate(names)}
     first = table.first_preprocess
     size = first.sized if first is not None else tuple(table.specs[0].shape[-2:])
-    new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=size, decode=decode)
+    if head_from is not None:
+        new_names, section = names, carry(onnx_path, names, outputs, head_from)
+    else:
+        new_names, section = apply(onnx_path, names, outputs, task=task, fix=fix, input_size=size, decode=decode)
     section["seconds"] = round(time.perf_counter() - t, 3)
     report["head"] = section
-    if section.get("fix"):
+    if section.get("carried_from"):
+        report["adjustments"].append(f"head not split again: the ONNX file is the head-split model of the "
+                                     f"conversion in {section['carried_from']} (head_from), whose head description "
+                                     f"is carried over: {section['fix']}")
+    elif section.get("fix"):
         report["adjustments"].append(f"head split (--task detect): {section['fix']}")
     elif task == "detect":
         report["adjustments"].append("head left as exported (--no-head-fix): boxes and scores share one int8 scale")

@@ -28,6 +28,12 @@ interleaved runs: :mod:`tflite_int8.runtime.latency`).  A strategy whose file is
 ``passed`` and says why in ``latency_note``, and the next strategy is tried.  So ``int16x8`` (no 16-bit kernels
 in XNNPACK: tens of times slower) is shown with its cost but does not win by default.
 
+Every attempt is converted for the same task as the baseline (``task``, ``head_fix``, ``decode``: a detector's
+head split; the attempts that start from the baseline's head-split ONNX carry its head, ``convert(head_from=)``)
+and verified as ``verify`` would (same task, thresholds, ``blank``, ``mask_threshold``): a row passes only if
+its task metrics pass, and says which decided (``decided_by``, :mod:`.judging`).  With ``task="auto"`` an
+output in a YOLO layout judged by tensor metrics alone fails the baseline, naming ``--task detect``.
+
 A strategy that fails (an op the converter refuses, say) is a failed row with its error; the next one is
 tried.  ``recovery.json`` in the output folder holds a row per strategy tried (accuracy, size, latency and
 its ratio to the baseline) and the winner.
@@ -45,6 +51,7 @@ from ..cluster import RAY_TIMEOUT, check_ray, executor
 from ..config.inputs import InputTable
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import MIXED_FLOAT, Recipe
+from ..config.tasks import check_decode, check_task
 from ..convert import converter
 from ..convert.pipeline import convert
 from ..convert.quantize import crash_naming_ops
@@ -61,6 +68,7 @@ from ..verify.core import verify
 from .adaround import ITERATIONS as ROUNDING_ITERATIONS, adaround
 from .bias_correction import bias_correct
 from .concurrent import attempts_in_order
+from .judging import undecided, verdict
 from .weight_rounding import round_weights
 
 MSE = Recipe(ranges="mse")
@@ -96,6 +104,9 @@ class Context:
     max_latency_ratio: float | None = MAX_LATENCY_RATIO
     input_shapes: Mapping[str, Any] | None = None
     rounding_iterations: int = ROUNDING_ITERATIONS
+    task: str = "auto"  # convert's task, head_fix and decode: the same for every attempt
+    head_fix: bool = True
+    decode: str = "model"
     baseline: Conversion | None = None
     baseline_layers: list[dict[str, Any]] = field(default_factory=list)
     _samples: list | None = None
@@ -109,6 +120,13 @@ class Context:
     def feeding(self) -> Any:
         """The baseline's inputs (readers, translate and calibration take them)."""
         return self.baseline.inputs if self.baseline else self.spec
+
+    def task_settings(self, from_baseline_onnx: bool) -> dict[str, Any]:
+        """convert's task arguments; an ONNX file made from the baseline's head-split model.onnx carries its head."""
+        settings: dict[str, Any] = dict(task=self.task, head_fix=self.head_fix, decode=self.decode)
+        if from_baseline_onnx and self.baseline is not None and self.baseline.head.get("fix"):
+            settings["head_from"] = self.original_onnx.parent  # on Ray, the link in the attempt's scratch folder
+        return settings
 
     @property
     def original_onnx(self) -> Path:
@@ -149,11 +167,16 @@ class Strategy:
 
 
 def _converted(ctx: Context, source: Any, *, spec: PreprocessSpec | None = None, recipe: Recipe = Recipe(),
-               views: int | None = None, tflite: str | None = None) -> Callable[[Path], Path]:
+               views: int | None = None, tflite: str | None = None, from_baseline: bool = False
+               ) -> Callable[[Path], Path]:
+    """``make`` converting ``source``: the user's model, or (``from_baseline``) an ONNX file made from the
+    baseline's model.onnx."""
+    settings = ctx.task_settings(from_baseline_onnx=from_baseline)
+
     def make(folder: Path) -> Path:
         conv = convert(source, folder, spec=spec or ctx.spec, data=ctx.data,
                        views=ctx.views if views is None else views, seed=ctx.seed, recipe=recipe,
-                       input_shapes=ctx.input_shapes, progress=ctx.progress)
+                       input_shapes=ctx.input_shapes, progress=ctx.progress, **settings)
         return conv.out_dir / tflite if tflite else conv.int8_path
     return make
 
@@ -173,7 +196,8 @@ def _bias_correction(ctx: Context) -> Attempt:
     info = bias_correct(ctx.original_onnx, corrected, ctx.samples())
     return Attempt(f"empirical bias correction of {info['layers']} layers (largest shift "
                    f"{info['largest_shift']:.3g}) on the ONNX model, MSE ranges",
-                   _converted(ctx, corrected, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+                   _converted(ctx, corrected, spec=ctx.base_spec, recipe=MSE, from_baseline=True),
+                   changes_weights=True)
 
 
 def _rounded_weights(ctx: Context) -> tuple[Path, dict[str, Any]]:
@@ -188,7 +212,8 @@ def _weight_rounding(ctx: Context) -> Attempt:
                    f"({info['weights_rounded_the_other_way']} weights rounded away from nearest, "
                    f"{info['channels']} channels), then sequential bias correction (largest shift "
                    f"{info['largest_bias_shift']:.3g}), MSE ranges",
-                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE, from_baseline=True),
+                   changes_weights=True)
 
 
 def _adaround(ctx: Context) -> Attempt:
@@ -198,7 +223,8 @@ def _adaround(ctx: Context) -> Attempt:
     return Attempt(f"AdaRound block by block with int8 activations (QDrop) on the int8 grid: {info['layers']} layers "
                    f"in {info['blocks']} blocks, {info['iterations']} steps each "
                    f"({info['weights_rounded_the_other_way']} weights rounded away from nearest), MSE ranges",
-                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE), changes_weights=True)
+                   _converted(ctx, rounded, spec=ctx.base_spec, recipe=MSE, from_baseline=True),
+                   changes_weights=True)
 
 
 def _int16x8(ctx: Context) -> Attempt:
@@ -207,7 +233,7 @@ def _int16x8(ctx: Context) -> Attempt:
         rounded, _ = _rounded_weights(ctx)
     return Attempt("16-bit activations, 8-bit weights rounded as in weight-rounding (integer-only, int16 I/O)",
                    _converted(ctx, rounded, spec=ctx.base_spec, recipe=Recipe(variants=("int16x8",)),
-                              tflite="model_int16x8.tflite"), changes_weights=True)
+                              tflite="model_int16x8.tflite", from_baseline=True), changes_weights=True)
 
 
 @dataclass(frozen=True)
@@ -272,6 +298,7 @@ STRATEGIES: tuple[Strategy, ...] = (
 def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = None, data: Any = None,
             verify_data: Any = None, views: int = 1, verify_views: int = 1, seed: int = 0,
             thresholds: Mapping[str, float] | str | Path | None = None, task: str = "auto",
+            head_fix: bool = True, decode: str = "model", blank: int = 0, mask_threshold: float = 0.5,
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
             input_shapes: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
@@ -285,10 +312,14 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
     ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once
     (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be on a filesystem every
     node shares; an existing cluster must answer within ``ray_timeout`` seconds.  ``strategies``: the names to
-    try (in table order; ``baseline`` always runs first); default all of them.  See the module docstring.
+    try (in table order; ``baseline`` always runs first); default all of them.  ``task``, ``head_fix``, ``decode``:
+    as ``convert``'s, for every attempt; ``task``, ``blank``, ``mask_threshold``: as ``verify``'s.  See the module
+    docstring.
     """
     out = Path(out_dir)
     check_destination(out, force)
+    check_task(task)
+    check_decode(decode)
     if float_layers < 1:
         raise InputError(f"float_layers must be at least 1, got {float_layers}")
     chosen = _chosen(strategies)
@@ -298,17 +329,20 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         raise InputError(f"max_latency_ratio must be at least 1 (the baseline itself is 1x), got {max_latency_ratio}")
     # class names declared by the model (a zoo factory's ImageNet list): the later attempts start from ONNX files
     checks = dict(data=verify_data, views=verify_views, seed=seed + 1, thresholds=thresholds, workers=workers,
-                  task=task, class_names=declared_class_names(model))
+                  task=task, blank=blank, mask_threshold=mask_threshold, class_names=declared_class_names(model))
     if ray is not None:
         check_ray(ray, ray_timeout)
-    stopped = None
     with staging(out, force) as stage, executor(ray, ray_timeout) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
-                      input_shapes, rounding_iterations)
+                      input_shapes, rounding_iterations, task, head_fix, decode)
         todo = [s for s in STRATEGIES if (allow_float_ops or not s.needs_consent) and s.name in chosen]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
-        if winner(rows) is None and ctx.baseline.report.get("quantization_source") == "qat":
+        stopped = undecided(ctx.baseline, task, rows[0]["task"])
+        if stopped:  # a detector judged by tensor metrics: no verdict, and none for the other strategies
+            rows[0].update(passed=False, failures=[*rows[0]["failures"], stopped],
+                           decided_by="nothing: tensor metrics cannot judge a detector (give --task detect)")
+        elif winner(rows) is None and ctx.baseline.report.get("quantization_source") == "qat":
             stopped = QAT_STOP  # every later strategy re-calibrates or re-rounds: not for a QAT model
         elif winner(rows) is None:  # the others do not depend on each other: with ray, at once
             rows += attempts_in_order(todo[1:], partial(_stepped, checks=checks, diagnose=False), ctx, ex,
@@ -364,7 +398,8 @@ def _try(strategy: Strategy, ctx: Context, checks: dict[str, Any], diagnose: boo
         return {"strategy": strategy.name, "how": attempt.how if attempt else "", "passed": False,
                 "full_integer": attempt.full_integer if attempt else None, "error": error,
                 "failures": [error], "seconds": round(time.perf_counter() - t, 1)}
-    row = _row(strategy.name, attempt, res, model, time.perf_counter() - t)
+    row = {"strategy": strategy.name, "how": attempt.how, "full_integer": attempt.full_integer,
+           **verdict(res.report, res.passed, res.failures, model), "seconds": round(time.perf_counter() - t, 1)}
     row.update(_latency(ctx, model))
     row["file"] = f"{strategy.name}/{model.name}"
     row["reference"] = "the original model" if original is None else "baseline/model.onnx (original weights)"
@@ -391,17 +426,3 @@ def _latency(ctx: Context, model: Path) -> dict[str, Any]:
             f"{ratio:.2f}x the baseline int8 ({budget})")
     return {"latency_ms_1_thread": ms, "baseline_latency_ms": base_ms, "latency_ratio": round(ratio, 3),
             "within_budget": within, "latency_note": note}
-
-
-def _row(name: str, attempt: Attempt, result: Any, model: Path, seconds: float) -> dict[str, Any]:
-    rep = result.report
-    outs = rep["outputs"]
-    task = rep.get(rep.get("task", ""), {}) or {}
-    return {"strategy": name, "how": attempt.how, "passed": result.passed, "file": str(model),
-            "full_integer": attempt.full_integer, "failures": result.failures,
-            "mean_cosine": min(o["cosine"] for o in outs.values()),
-            "sqnr_db": min(o["sqnr_db"] for o in outs.values()),
-            "top1_agreement": task.get("top1_agreement"), "top5_agreement": task.get("top5_agreement"),
-            "map50_95_int8": task.get("map50_95_int8"), "box_agreement": task.get("box_agreement"),
-            "sequence_match": task.get("sequence_match"), "pixel_agreement": task.get("pixel_agreement"),
-            "mask_iou": task.get("mask_iou"), "bytes": model.stat().st_size, "seconds": round(seconds, 1)}
