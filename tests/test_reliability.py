@@ -139,9 +139,11 @@ def _with_shape(made: tuple, name: str, dims: tuple, tmp: Path) -> tuple:
 
 def _fails_in_ort(tmp: Path, name: str = "model.onnx", input_name: str = "x") -> Path:
     """Valid ONNX whose graph ONNX Runtime fails on at run time, on data of the declared shape (a Reshape of
-    3*32*32 values to 5x7)."""
+    3*32*32 values to 5x7, after a 1x1 max-pool that says the input is channels-first)."""
     shape = onnx.numpy_helper.from_array(np.array([5, 7], np.int64), "s")
-    graph = helper.make_graph([helper.make_node("Reshape", [input_name, "s"], ["y"])], "g",
+    nodes = [helper.make_node("MaxPool", [input_name], ["p"], kernel_shape=[1, 1]),  # channels-first: NCHW
+             helper.make_node("Reshape", ["p", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "g",
                               [_vi(input_name, [1, 3, 32, 32])], [_vi("y", [5, 7])], [shape])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp / name)
     return tmp / name
@@ -268,7 +270,8 @@ CASES = [
          lambda t, c: _convert("tests.models:tiny", t, c, data=t / "nowhere")),
     Case(".npy of wrong shape", InputError, 2, "the array is (4, 3, 16, 16); the model input is [1, 3, 32, 32]",
          lambda t, c: _convert("tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
-    Case(".npy of wrong dtype", InputError, 2, "expected float32", lambda t, c: _convert(
+    # a PyTorch input's dtype is its data's: int64 arrays for a conv net fail its export, naming the dtype
+    Case(".npy of wrong dtype", ConversionError, 2, "does not run on input(s) input int64 [1, 3, 32, 32]", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 32, 32), np.int64)))),
     Case(".npy with NaN/Inf", InputError, 2, "contain NaN or Inf", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.full((4, 3, 32, 32), np.nan, np.float32)))),
@@ -442,7 +445,7 @@ def _bad_cli_inputs(tmp: Path, tiny_conversion: Any, photos: Path) -> dict[str, 
         "text file named .onnx": (["convert", str(tmp / "text.onnx"), *out("o1"), "--data", str(photos)],
                                   "text.onnx is not a valid ONNX model"),
         "wrong-shaped .npy": (["convert", "tests.models:tiny", *out("o2"), *TINY, "--data", str(tmp / "small.npy")],
-                              "samples have shape (3, 16, 16)"),
+                              "the array is (4, 3, 16, 16)"),
         ".npz missing an input": (["convert", "tests.models:two_inputs", *out("o3"), *TINY, "--data",
                                    str(tmp / "image_only.npz")], "no data for input(s) feats"),
         "int64 input, data of the wrong shape": (["convert", str(_int64_ids(tmp)), *out("o4"), "--data",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.models import TINY_SPEC
-from tflite_int8 import verify
+from tflite_int8 import convert, verify
 from tflite_int8.runtime.adapter import Runner
 from tflite_int8.cli import main
 from tflite_int8.verify.detection import DetectionTask, agreement, coco_map, decode, nms, read_coco
@@ -160,3 +160,18 @@ def test_decode_on_the_host(tmp_path, det_data, tiny_det_fix):
     d, f = res.report["detection"], fix.report["detection"]
     assert d["map50_95_float"] == pytest.approx(f["map50_95_float"], abs=1e-6)  # same float model, same decode
     assert d["box_agreement"] > 0.5
+
+
+def test_a_yolo_head_verified_without_a_task_fails_naming_task_detect(tmp_path, det_data):
+    """Converted without --task detect, a [1, 4+nc, N] head shares one int8 scale between pixel boxes and scores:
+    tensor metrics would pass it, so verify --task auto fails it naming --task detect; --task raw is the user's
+    explicit choice of tensor metrics."""
+    from tests.models import tiny_detector_v8
+
+    conv = convert(tiny_detector_v8(), tmp_path / "plain", spec=TINY_SPEC, data=det_data / "images")
+    assert conv.report["head"]["lint"]  # the scores get a few of 256 levels
+    res = verify(conv.out_dir, data=det_data / "images", layers=False)
+    assert res.report["task"] == "raw" and not res.passed
+    assert any("YOLO detector's layout" in f and "--task detect" in f for f in res.failures), res.failures
+    raw = verify(conv.out_dir, data=det_data / "images", layers=False, task="raw")
+    assert "undecided" not in raw.report and not any("YOLO" in f for f in raw.failures)

@@ -43,7 +43,7 @@ def _forward(module: Any, dummies: tuple, table: InputTable) -> Any:
     try:
         return module(*dummies)
     except Exception as exc:
-        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in table)
+        shapes = ", ".join(f"{s.name}{'' if s.dtype == 'float32' else ' ' + s.dtype} {list(s.shape)}" for s in table)
         raise ConversionError(
             f"the model does not run on input(s) {shapes} ({type(exc).__name__}: {exc}). These shapes come from "
             f"the calibration data (photos: the preprocessing size, 224x224 by default; an array: its shape after "

@@ -16,9 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..convert.heads import detect_layout
 from ..convert.record import Conversion
-from ..verify.tasks import onnx_outputs
+from ..verify.undecided import undecided as undecided_outputs
 
 # verify's task name (report["task"]) -> the summary keys that can fail it, each judged when its threshold is set
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -28,7 +27,6 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "segment": ("pixel_agreement", "miou"),
     "mask": ("mask_iou",),
 }
-LAYOUTS = {"v8": "[1, 4+classes, N]", "v5": "[1, N, 4+classes] or [1, N, 5+classes]"}
 
 
 def verdict(report: Mapping[str, Any], passed: bool, failures: Sequence[str], model: Path) -> dict[str, Any]:
@@ -56,18 +54,6 @@ def decided_by(report: Mapping[str, Any]) -> str:
 
 
 def undecided(conversion: Conversion, task: str, judged_as: str) -> str | None:
-    """Why an attempt cannot be judged (a YOLO-layout output judged ``raw`` under ``task="auto"``), else None."""
-    if task != "auto" or judged_as != "raw" or not conversion.onnx_path.is_file():
-        return None
-    shapes = {n: list(o.shape) for n, o in onnx_outputs(conversion.onnx_path).items()}
-    heads = [h for h in (detect_layout(n, shape) for n, shape in shapes.items()) if h]
-    if not heads:
-        return None
-    head = heads[0]
-    lint = next((f for f in conversion.head.get("lint", []) if f.get("output") == head.output), None)
-    crushed = (f"; the int8 lint gives {len(lint['channels'])} of its channels (scores?) about {lint['levels']:.2g} "
-               f"of 256 levels" if lint else "")
-    return (f"output '{head.output}' {shapes[head.output]} has a YOLO detector's layout {LAYOUTS[head.layout]}"
-            f"{crushed}: tensor metrics cannot judge it (pixel coordinates dominate them, the "
-            f"scores can round to zero at a cosine of 0.99); give --task detect (head split, judged by box agreement "
-            f"and mAP), or --task raw to judge it by tensor metrics")
+    """Why an attempt cannot be judged (a YOLO-layout output judged ``raw`` under ``task="auto"``), else None:
+    verify's own rule (:mod:`tflite_int8.verify.undecided`)."""
+    return undecided_outputs(conversion.onnx_path, conversion.head.get("lint", []), task, judged_as)

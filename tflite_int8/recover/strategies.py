@@ -340,7 +340,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
         stopped = undecided(ctx.baseline, task, rows[0]["task"])
         if stopped:  # a detector judged by tensor metrics: no verdict, and none for the other strategies
-            rows[0].update(passed=False, failures=[*rows[0]["failures"], stopped],
+            rows[0].update(passed=False, failures=[f for f in rows[0]["failures"] if f != stopped] + [stopped],
                            decided_by="nothing: tensor metrics cannot judge a detector (give --task detect)")
         elif winner(rows) is None and ctx.baseline.report.get("quantization_source") == "qat":
             stopped = QAT_STOP  # every later strategy re-calibrates or re-rounds: not for a QAT model

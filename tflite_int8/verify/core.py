@@ -43,6 +43,7 @@ from .ladder import LadderJob, run_ladder, summarize_outputs, summarize_steps
 from .plan import Plan, make_plan
 from .qat_layers import QAT_SAMPLES, simulation_layers
 from .tasks import OutputInfo, choose_task, label_for, onnx_outputs, read_class_names, read_labels
+from .undecided import undecided
 
 LAYER_SAMPLES = 16
 
@@ -133,6 +134,11 @@ def verify(target: str | Path | None = None, *, tflite: str | Path | None = None
         if cluster is not None:
             report["data"]["ray"] = cluster
         failures = check_outputs(report["outputs"], limits) + the_task.failures(report.get(the_task.name, {}), limits)
+        why = undecided(_onnx_of(plan), plan.conversion.head.get("lint", []) if plan.conversion else [],
+                        _task_of(task, plan), the_task.name)
+        if why:  # a YOLO head judged raw: tensor metrics cannot pass it
+            report["undecided"] = why
+            failures.append(why)
         if qat is not None:  # judged against its own simulation (the int8-vs-float figures above are reported too)
             report["qat_layers"] = qat.pop("tensors")
             report["qat_check"] = qat
@@ -153,10 +159,15 @@ def _task_of(task: str, plan: Plan) -> str:
     return made_for if task == "auto" and made_for in ("classify", "segment", "ctc", "mask") else task
 
 
+def _onnx_of(plan: Plan) -> Path | None:
+    """The ONNX model the outputs are read from: the conversion's, or an ONNX reference."""
+    return plan.onnx or next((Path(s.source) for s in plan.steps if s.kind == "onnxruntime"), None)
+
+
 def _outputs_info(plan: Plan) -> dict[str, OutputInfo]:
     """Each output's reference shape and producing op: from the ONNX model when there is one (the int8 file's
     shapes are channels-last and say nothing of softmax or sigmoid)."""
-    onnx_path = plan.onnx or next((Path(s.source) for s in plan.steps if s.kind == "onnxruntime"), None)
+    onnx_path = _onnx_of(plan)
     if onnx_path is not None and onnx_path.is_file():
         info = onnx_outputs(onnx_path)
         if plan.output_names is None or set(plan.output_names) <= set(info):
