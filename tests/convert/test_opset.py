@@ -23,8 +23,9 @@ def _lstm_onnx(path, opset):
 
 
 def test_an_opset_12_lstm_converts_full_integer_and_the_upgrade_is_listed(tmp_path, photos):
+    # its input goes into a Reshape, so the graph does not say its layout: declared (input_layouts)
     conv = convert(_lstm_onnx(tmp_path / "lstm12.onnx", 12), tmp_path / "out", spec=SEQ_SPEC, data=photos,
-                   num_samples=16)
+                   num_samples=16, input_layouts={"x": "NCHW"})
     assert conv.passed and conv.failures == []
     assert describe(conv.int8_path)["verdict"] == "full-integer"
     assert conv.report["onnx"]["opset"] == 17 and "unroll-rnn" in conv.report["rewrites"]["applied"]
