@@ -271,7 +271,7 @@ CASES = [
     Case(".npy of wrong shape", InputError, 2, "the array is (4, 3, 16, 16); the model input is [1, 3, 32, 32]",
          lambda t, c: _convert("tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 16, 16), np.float32)))),
     # a PyTorch input's dtype is its data's: int64 arrays for a conv net fail its export, naming the dtype
-    Case(".npy of wrong dtype", ConversionError, 2, "does not run on input(s) input int64 [1, 3, 32, 32]", lambda t, c: _convert(
+    Case(".npy of wrong dtype", ConversionError, 2, "does not run on input(s) x int64 [1, 3, 32, 32]", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.zeros((4, 3, 32, 32), np.int64)))),
     Case(".npy with NaN/Inf", InputError, 2, "contain NaN or Inf", lambda t, c: _convert(
         "tests.models:tiny", t, c, data=_npy(t, np.full((4, 3, 32, 32), np.nan, np.float32)))),
