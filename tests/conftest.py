@@ -34,15 +34,23 @@ def _guarded_connect_ex(self, address):  # type: ignore[no-untyped-def]
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--arm64", action="store_true",
                      help="also run the ARM64 check (root, debootstrap, qemu-user-static; ~10 min the first time)")
+    parser.addoption("--heavy", action="store_true",
+                     help="also run the benchmark-sized real-model tests (MobileNetV2 quantized by ONNX Runtime; "
+                          "~5-10 min on 2 cores)")
+
+
+OPT_IN = {"arm64": "opt-in: pytest --arm64 (needs root, debootstrap, qemu-user-static)",
+          "heavy": "opt-in: pytest --heavy (benchmark-sized; the suite stays within its time budget without it)"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    if config.getoption("--arm64"):
-        return
-    skip = pytest.mark.skip(reason="opt-in: pytest --arm64 (needs root, debootstrap, qemu-user-static)")
-    for item in items:
-        if "arm64" in item.keywords:
-            item.add_marker(skip)
+    for marker, reason in OPT_IN.items():
+        if config.getoption(f"--{marker}"):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,8 +2,8 @@
 ``quantize_static`` (QDQ, per-channel int8 weights, int8 activations, calibrated on the even bundled photos):
 ``convert`` takes it as a quantization-aware model and its int8 file meets its own simulation by the QAT criterion
 (the first tensors locally, the task against the simulation's own figures), while end to end far fewer than 99 %
-of its logits are within one step of the simulation (rounding differences grow with depth).  Slow: ``pytest -m
-slow``."""
+of its logits are within one step of the simulation (rounding differences grow with depth).  Opt-in: ``pytest --heavy
+tests/test_pretrained_qdq.py`` (also ``python -m benchmarks.trust_cases --mobilenet``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ from tflite_int8 import convert, verify
 from tflite_int8.data.images import list_images
 from tflite_int8.data.readers import default_data_dir, open_reader
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]  # ~5-10 min: opt-in (pytest --heavy)
 
 
 def _ort_quantized(tmp_path, calib, spec):
