@@ -22,7 +22,7 @@ from ..errors import ConversionError, InputError
 from ..runtime.metrics import combine, compare
 from ..runtime.reference import flatten_outputs, load_onnx, ort_session, run_session
 from .constants import fix_inputs
-from .opset import upgrade
+from .opset import upgrade, wants_upgrade
 
 OPSET = 17
 
@@ -184,7 +184,9 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
     if slim is None:
         raise ConversionError(f"onnxslim could not simplify {src}", stage="export")
     simplify_seconds = time.perf_counter() - t
-    slim, upgraded = upgrade(slim, OPSET, list(check_inputs) or _probe(slim), src)
+    upgraded = None
+    if wants_upgrade(slim):
+        slim, upgraded = upgrade(slim, OPSET, list(check_inputs) or _probe(slim), src)
     if upgraded:
         adjustments.append(upgraded)
     if slim.ir_version > ORT_MAX_IR_VERSION:  # newer onnx writers; the graph itself is unchanged

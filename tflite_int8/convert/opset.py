@@ -20,6 +20,15 @@ from ..errors import ConversionError
 from ..runtime.reference import run_onnx
 
 UPGRADE_BELOW = 13  # the first opset with sizes and axes as inputs (Split, ReduceSum, Squeeze, Unsqueeze)
+# ops whose rewrite (unroll-rnn) needs opset >= 13 forms: onnx2tf writes a float SPLIT_V for an opset-12 attribute
+# Split. Other old-opset models are left as they are: upgraded, a paddle2onnx opset-12 Squeeze stops onnx2tf
+# (PP-OCRv4's recognizer: "Can not squeeze dim[2]").
+NEEDS_UPGRADE = frozenset({"LSTM", "GRU", "RNN"})
+
+
+def wants_upgrade(model: Any) -> bool:
+    """Whether ``model`` is below :data:`UPGRADE_BELOW` and holds ops (:data:`NEEDS_UPGRADE`) that need it."""
+    return default_opset(model) < UPGRADE_BELOW and any(n.op_type in NEEDS_UPGRADE for n in model.graph.node)
 TOLERANCE = 1e-5  # the largest change allowed, as a fraction of an output's range (an upgrade keeps the math)
 MIN_IR_VERSION = 8  # opset 17 needs IR version 8
 
