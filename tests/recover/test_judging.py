@@ -42,9 +42,11 @@ def test_a_yolo_layout_judged_raw_under_auto_is_undecided(tmp_path):
     assert why.startswith("output 'y' [1, 6, 48] has a YOLO detector's layout [1, 4+classes, N]; the int8 lint "
                           "gives 2 of its channels (scores?) about 0.58 of 256 levels")
     assert "give --task detect" in why and "--task raw" in why
-    v5 = _folder(tmp_path, "v5", [1, 48, 7])
-    assert "[1, 48, 7] has a YOLO detector's layout [1, N, 4+classes] or [1, N, 5+classes]:" in undecided(v5, "auto",
+    v5 = _folder(tmp_path, "v5", [1, 48, 7], [{"output": "y", "channels": [4, 5, 6], "levels": 0.9}])
+    assert "[1, 48, 7] has a YOLO detector's layout [1, N, 4+classes] or [1, N, 5+classes];" in undecided(v5, "auto",
                                                                                                           "raw")
+    # the shape alone is no evidence (a sequence output [1, 48, 7]): only what the lint found crushed is refused
+    assert undecided(_folder(tmp_path, "v5_clean", [1, 48, 7]), "auto", "raw") is None
     # the user named the task, or verify found one, or the output is no detector's: nothing to refuse
     assert undecided(v8, "raw", "raw") is None and undecided(v8, "auto", "classification") is None
     assert undecided(_folder(tmp_path, "seq", [1, 8, 6]), "auto", "raw") is None
