@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -237,3 +237,11 @@ def check_values(name: str, x: Any, dtype: str, where: str) -> Any:
         raise InputError(f"{where}: input '{name}' holds values outside int32 ({int(x.min())}..{int(x.max())}); "
                          f"TFLite's integer ops take int32 indices")
     return x.astype(np.dtype(dtype), copy=False)
+
+
+def check_named(flag: str, given: Iterable[str], names: Sequence[str], source: str) -> None:
+    """InputError when ``flag`` (``--input-shape``, ``--input-value``, ...) names an input ``source`` does not have."""
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise InputError(f"{flag} names {', '.join(repr(n) for n in unknown)}, which {source} has no input "
+                         f"of; its inputs are {', '.join(names)}")

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..config.inputs import check_named
 from ..errors import InputError
 
 SUBGRAPH_OPS = ("If", "Loop", "Scan")
@@ -23,10 +24,7 @@ def split_fixed(declared: Sequence[Any], values: Mapping[str, Any] | None, sourc
     InputError for a value naming no input, or a rank-0 input without one."""
     values = dict(values or {})
     names = [d.name for d in declared]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise InputError(f"--input-value names {', '.join(repr(n) for n in unknown)}, which {source} has no input "
-                         f"of; its inputs are {', '.join(names)}")
+    check_named("--input-value", values, names, source)
     if values and any(d.dims is None for d in declared):
         raise InputError(f"--input-value fixes inputs of an ONNX model; {source} is a PyTorch model: give the value "
                          f"as the default of its forward() argument instead")

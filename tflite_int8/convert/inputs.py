@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..config.inputs import FLOAT, INTEGER_DTYPES, InputSpec, InputTable
+from ..config.inputs import FLOAT, INTEGER_DTYPES, InputSpec, InputTable, check_named
 from ..config.preprocess import PreprocessSpec
 from ..data.sources import ARRAY, array_dtype, array_forms, array_shape, assign_sources
 from ..errors import InputError
@@ -60,10 +60,7 @@ def resolve_inputs(declared: Sequence[Declared], *, source: str, spec: Preproces
     source layouts (:mod:`.layouts`); an image input's preprocessing follows its input's."""
     shapes = dict(input_shapes or {})
     names = [d.name for d in declared]
-    unknown = sorted(set(shapes) - set(names))
-    if unknown:
-        raise InputError(f"--input-shape names {', '.join(repr(n) for n in unknown)}, which {source} has no input "
-                         f"of; its inputs are {', '.join(names)}")
+    check_named("--input-shape", shapes, names, source)
     assigned = assign_sources(data, names)
     notes: list[str] = []
     specs = []

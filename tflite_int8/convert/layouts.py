@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from ..config.inputs import SOURCE_LAYOUTS, InputSpec, InputTable
+from ..config.inputs import SOURCE_LAYOUTS, InputSpec, InputTable, check_named
 from ..config.preprocess import PreprocessSpec
 from ..errors import InputError
 from .graph import Graph
@@ -77,10 +77,7 @@ def read_layouts(model: Any, ranks: Mapping[str, int | None], declared: Mapping[
                  shaped_by: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str], list[str]]:
     """:func:`source_layouts`, the refusals returned (one line each, naming the flag) rather than raised."""
     declared = {str(k): _checked(k, v) for k, v in (declared or {}).items()}
-    unknown = sorted(set(declared) - set(ranks))
-    if unknown:
-        raise InputError(f"--input-layout names {', '.join(repr(n) for n in unknown)}, which {source} has no input "
-                         f"of; its inputs are {', '.join(ranks)}")
+    check_named("--input-layout", declared, list(ranks), source)
     wrong = [n for n in declared if ranks[n] is not None and ranks[n] != 4]
     if wrong:
         raise InputError(f"--input-layout applies to 4-D inputs; input '{wrong[0]}' of {source} has rank "
