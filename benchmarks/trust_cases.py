@@ -48,16 +48,11 @@ def _vad(d: Path) -> dict[str, Any]:
 
 
 def _encoder(d: Path) -> dict[str, Any]:
-    import torch
-
-    from tests.models import tiny_encoder, token_batch
+    from tests.models import tiny_encoder_onnx, token_batch
 
     np.savez(d / "tokens_calib.npz", **token_batch(64, seed=0))
     np.savez(d / "tokens_held.npz", **token_batch(32, seed=1))
-    ids = {k: torch.from_numpy(v[:1]) for k, v in token_batch(1).items()}
-    torch.onnx.export(tiny_encoder(), (ids["input_ids"], ids["attention_mask"]), str(d / "encoder.onnx"),
-                      input_names=["input_ids", "attention_mask"], output_names=["embedding"], opset_version=17,
-                      dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}}, dynamo=False)
+    tiny_encoder_onnx(d / "encoder.onnx")
     return {"kind": "BERT-style encoder, int64 input_ids/attention_mask [1, 16]", "model": str(d / "encoder.onnx"),
             "convert": ["--data", str(d / "tokens_calib.npz")],
             "verify": ["--data", str(d / "tokens_held.npz"), "--task", "raw"]}

@@ -661,6 +661,15 @@ def tiny_encoder() -> nn.Module:
     return TinyEncoder().eval()
 
 
+def tiny_encoder_onnx(path) -> None:
+    """:func:`tiny_encoder` exported to ONNX as sentence encoders ship: int64 ``input_ids`` / ``attention_mask``
+    [1, 16] with a dynamic batch, output ``embedding``."""
+    ids = {k: torch.from_numpy(v[:1]) for k, v in token_batch(1).items()}
+    torch.onnx.export(tiny_encoder(), (ids["input_ids"], ids["attention_mask"]), str(path),
+                      input_names=["input_ids", "attention_mask"], output_names=["embedding"], opset_version=17,
+                      dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}}, dynamo=False)
+
+
 def token_batch(n: int, seed: int = 0) -> dict:
     """``n`` random sentences for :class:`TinyEncoder`: int64 ids (0 = padding) and masks, 4 to 16 tokens each."""
     import numpy as np

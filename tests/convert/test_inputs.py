@@ -310,18 +310,13 @@ def test_integer_data_is_checked_against_the_input(tmp_path):
 def encoder_conversion(tmp_path_factory):
     """tests.models:tiny_encoder exported to ONNX with int64 input_ids/attention_mask [1, 16] (dynamic batch, as
     sentence encoders ship), converted by the CLI from a .npz of token ids and padded masks."""
-    import torch
-
-    from tests.models import tiny_encoder, token_batch
+    from tests.models import tiny_encoder_onnx, token_batch
     from tflite_int8.cli import main
 
     d = tmp_path_factory.mktemp("encoder")
     np.savez(d / "calib.npz", **token_batch(24, seed=0))
     np.savez(d / "verify.npz", **token_batch(24, seed=1))
-    ids = {k: torch.from_numpy(v[:1]) for k, v in token_batch(1).items()}
-    torch.onnx.export(tiny_encoder(), (ids["input_ids"], ids["attention_mask"]), str(d / "encoder.onnx"),
-                      input_names=["input_ids", "attention_mask"], output_names=["embedding"], opset_version=17,
-                      dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"}}, dynamo=False)
+    tiny_encoder_onnx(d / "encoder.onnx")
     code = main(["convert", str(d / "encoder.onnx"), "-o", str(d / "out"), "--data", str(d / "calib.npz"),
                  "--variants", "float32"])
     return code, d
