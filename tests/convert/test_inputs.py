@@ -270,6 +270,33 @@ def test_a_scalar_input_is_fixed_to_a_value_and_a_state_keeps_its_leading_2(tmp_
     assert _cosine(got["new_state"], ref) > 0.99
 
 
+def test_an_output_that_passes_an_input_through_is_kept_and_said(tmp_path):
+    """A graph output that is an input (through Identity): kept, said in adjustments, and it is the input's bytes."""
+    from onnx import numpy_helper
+
+    from tflite_int8 import Runner, convert
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]), helper.make_node("Identity", ["x"], ["echo"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8]),
+         helper.make_tensor_value_info("echo", TensorProto.FLOAT, [1, 3, 8, 8])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "echo.onnx")
+    x = np.random.default_rng(1).standard_normal((16, 1, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    conv = convert(tmp_path / "echo.onnx", tmp_path / "out", data=tmp_path / "x.npy")
+    said = [a for a in conv.report["adjustments"] if "passes input" in a]
+    assert said == ["output 'echo' passes input 'x' through unchanged: kept, quantized with the input's own int8 "
+                    "scale (drop it from the model if the app does not read it)"]
+    runner = Runner(conv.int8_path)
+    step = runner.inputs[0].scales[0]
+    nhwc = x[:4, 0].transpose(0, 2, 3, 1)  # the .tflite's own layout
+    got = runner(nhwc)
+    assert [o.name for o in runner.outputs] == ["y", "echo"]
+    assert np.abs(got["echo"] - nhwc).max() <= step / 2 + 1e-6  # the input back, one rounding
+
+
 # -- integer inputs (token ids, masks): read from the model, fed as they are, never quantized ------------------
 
 def _id_model(elem_type=TensorProto.INT64):

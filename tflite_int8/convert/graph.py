@@ -66,6 +66,18 @@ class Graph:
         users = self._consumers.get(name, [])
         return users[0] if len(users) == 1 and name not in self._outputs else None
 
+    def passthrough(self) -> dict[str, str]:
+        """{output: input} for each graph output that is a graph input unchanged (itself, or through Identity)."""
+        inputs = {i.name for i in self.model.graph.input}
+        found = {}
+        for out in self.model.graph.output:
+            name = out.name
+            while name not in inputs and (node := self._producer.get(name)) is not None and node.op_type == "Identity":
+                name = node.input[0]
+            if name in inputs:
+                found[out.name] = name
+        return found
+
     def declare(self, name: str, shape: list[int] | None) -> None:
         """Record ``name``'s float32 shape for nodes ONNX shape inference does not know (onnx2tf needs shapes)."""
         if shape is not None:
