@@ -121,7 +121,7 @@ def test_a_recurrent_layer_that_cannot_be_unrolled_is_refused_naming_it_and_why(
 
 
 def test_the_table_names_every_rewrite_once():
-    assert list(REWRITES) == ["names", "ceil-pool", "erf-gelu", "unroll-rnn", "slice-axes"]
+    assert list(REWRITES) == ["names", "ceil-pool", "erf-gelu", "unroll-rnn", "slice-axes", "sqrt"]
     assert all(r.help for r in REWRITES.values())
 
 
@@ -157,7 +157,39 @@ def test_a_slice_on_the_channel_and_a_later_axis_becomes_one_slice_per_axis(tmp_
     slices = [n for n in onnx.load(path).graph.node if n.op_type == "Slice"]
     assert len(slices) == 2 and all(n.input[3] for n in slices)  # the case: axes given, several of them
     model, records, _, err = _rewritten(tmp_path, onnx.load(path), [1, 256])
-    assert err == 0.0 and [r["rewrite"] for r in records if r["applied"]] == ["slice-axes"]
+    assert err < 1e-5 and [r["rewrite"] for r in records if r["applied"]] == ["slice-axes", "sqrt"]
     axes = [numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == n.input[3])).tolist()
             for n in model.graph.node if n.op_type == "Slice"]
     assert axes == [[1], [1]]  # the whole time axis is no longer sliced at all
+
+
+def test_sqrt_becomes_exp_of_half_log_within_sqrt_eps(tmp_path):
+    """TFLite has no int8 SQRT: Sqrt(x) -> Exp(0.5 * Log(x + eps)), off by at most sqrt(eps) at x = 0."""
+    from tflite_int8.convert.rewrites import SQRT_EPS
+
+    nodes = [helper.make_node("Mul", ["x", "x"], ["p"]), helper.make_node("Sqrt", ["p"], ["y"])]
+    model, records, _, err = _rewritten(tmp_path, _model(nodes, [1, 64], [1, 64]), [1, 64])
+    assert [r["rewrite"] for r in records if r["applied"]] == ["sqrt"] and 0 < err <= np.sqrt(SQRT_EPS)
+    assert sorted(n.op_type for n in model.graph.node) == ["Add", "Exp", "Log", "Mul", "Mul"]
+    assert "Sqrt(x) -> Exp(0.5 * Log(x + 1e-06))" in adjustment_text(records[0])
+
+
+def test_an_stft_front_end_converts_full_integer(tmp_path):
+    """STFT written as Conv (Silero VAD's front end): slice-axes + sqrt make it translate (onnx2tf alone: 'Depth of
+    input (..) is not a multiple of input depth of filter (..)'; the translate stage checks float32 TFLite against
+    ONNX Runtime) and go full-integer (no float SQRT left)."""
+    from tests.models import stft_front_end
+    from tflite_int8 import convert
+    from tflite_int8.runtime.describe import describe
+
+    rng = np.random.default_rng(0)
+    t = np.arange(256) / 16000
+    waves = [np.sin(2 * np.pi * rng.uniform(100, 4000) * t + rng.uniform(0, 6)) * rng.uniform(0.1, 1)
+             + 0.05 * rng.standard_normal(256) for _ in range(48)]
+    np.save(tmp_path / "audio.npy", np.stack(waves).astype(np.float32))
+    conv = convert(stft_front_end(), tmp_path / "out", data=tmp_path / "audio.npy")
+    info = describe(conv.int8_path)
+    assert info["verdict"] == "full-integer" and {"LOG", "EXP"} <= set(info["op_histogram"])
+    assert conv.passed, conv.failures
+    check = conv.report["stages"]["int8_check"]["outputs"]["output"]
+    assert check["top1_agreement"] == 1.0 and check["cosine_dataset"] > 0.95

@@ -75,21 +75,6 @@ def test_a_failed_translation_keeps_its_log_where_the_message_says(tmp_path, pho
         log.unlink(missing_ok=True)
 
 
-def test_an_stft_written_as_conv_translates_after_the_slice_rewrite(tmp_path, rng):
-    """onnx2tf alone cuts the merged real/imag Slices on the wrong axes (then 'Depth of input (..) is not a multiple
-    of input depth of filter (..)' at the next Conv); after ``slice-axes`` its float32 TFLite matches ONNX Runtime."""
-    from tests.models import stft_front_end
-    from tflite_int8.config.inputs import InputSpec, InputTable
-    from tflite_int8.convert.rewrites import rewrite
-
-    path = export(stft_front_end(), tmp_path / "stft.onnx", (1, 256)).onnx_path
-    x = [rng.standard_normal((1, 256)).astype(np.float32) for _ in range(3)]
-    assert "slice-axes" in [r["rewrite"] for r in rewrite(path, x)[0] if r["applied"]]
-    res = translate(path, tmp_path / "work", InputTable((InputSpec("input", (1, 256)),)), samples=x, check_inputs=x)
-    m = res.check["outputs"][next(iter(res.check["outputs"]))]
-    assert m["cosine"] > 0.9999 and m["rel_max_err"] < 1e-4 and m["samples"] == 3
-
-
 def _conv_then_slice(path, starts, ends):
     """x [1, 1, 16] -> Conv1d (6 channels, stride 4) [1, 6, 4] -> one Slice on axes [1, 2]."""
     from onnx import numpy_helper

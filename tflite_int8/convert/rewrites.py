@@ -20,6 +20,9 @@ rewrite whose difference exceeds its tolerance is undone and reported, never kep
   ``y[:, :129, :]``-style slices into one) -> one Slice per axis that cuts something.  onnx2tf moves such a Slice's
   axes to channels-last but not its starts and ends, so the wrong axis is cut (an STFT written as Conv, Silero
   VAD's: the real/imaginary halves came out as the whole tensor and an empty one).
+* ``sqrt``: ``Sqrt(x)`` -> ``Exp(0.5 * Log(x + eps))``: TFLite has no int8 SQRT (an STFT magnitude, a
+  hand-written norm kept the whole model off full-integer), while int8 LOG and EXP exist; ``eps`` (1e-6) keeps
+  ``Log`` finite at 0 and changes the float result by at most ``sqrt(eps)``, measured like every rewrite.
 """
 from __future__ import annotations
 
@@ -251,6 +254,25 @@ def _apply_slices(g: Graph, nodes: list[Any]) -> str:
             f"as Conv lost its real/imaginary split)")
 
 
+# ---- square roots --------------------------------------------------------------------------------------------------
+
+SQRT_EPS = 1e-6  # Log(0) is -inf; sqrt(x + 1e-6) differs from sqrt(x) by at most 1e-3 (at x = 0)
+
+
+def _find_sqrts(g: Graph) -> list[Any]:
+    return [n for n in g.model.graph.node if n.op_type == "Sqrt"]
+
+
+def _apply_sqrts(g: Graph, nodes: list[Any]) -> str:
+    for node in nodes:
+        shifted = g.add("Add", [node.input[0], g.const(np.array(SQRT_EPS, np.float32), "sqrt_eps")], like=node)
+        half = g.add("Mul", [g.add("Log", [shifted], like=node), g.const(np.array(0.5, np.float32), "half")],
+                     like=node)
+        g.replace(node, g.add("Exp", [half], like=node))
+    return (f"{len(nodes)} Sqrt(x) -> Exp(0.5 * Log(x + {SQRT_EPS:g})) (TFLite has no int8 SQRT; int8 LOG and EXP "
+            f"exist)")
+
+
 # ---- recurrent layers ----------------------------------------------------------------------------------------------
 
 def _find_rnns(g: Graph) -> list[Any]:
@@ -276,6 +298,8 @@ REWRITES: dict[str, Rewrite] = {r.name: r for r in (
             _find_rnns, _apply_rnns, tolerance=1e-3),
     Rewrite("slice-axes", "Slice on the channel axis and a later one -> one Slice per axis (onnx2tf misplaces "
             "their starts/ends)", _find_slices, _apply_slices, tolerance=0.0),
+    Rewrite("sqrt", "Sqrt(x) -> Exp(0.5*Log(x+eps)): TFLite has no int8 SQRT", _find_sqrts, _apply_sqrts,
+            tolerance=1e-3),
 )}
 
 
