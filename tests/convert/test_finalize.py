@@ -58,6 +58,8 @@ def test_a_file_that_does_not_match_the_model_is_refused(two_input_conversion, t
 
 @pytest.mark.parametrize("source, tflite, back", [([1, 4, 8, 6], [1, 8, 6, 4], [0, 3, 1, 2]),
                                                   ([1, 6, 48], [1, 48, 6], [0, 2, 1]),
-                                                  ([1, 10], [1, 10], [0, 1]), (None, [1, 10], None)])
+                                                  ([1, 10], [1, 10], [0, 1]), (None, [1, 10], None),
+                                                  ([2, 1, 128], [1, 2, 128], [1, 0, 2]),  # a VAD's state
+                                                  ([2, 3, 4], [1, 2, 12], None)])
 def test_output_layout_back_to_the_source(source, tflite, back):
     assert output_entry("o", source, tflite)["to_source"] == back

@@ -189,6 +189,18 @@ def signature_name(name: str) -> str:
     return re.sub("^/", "wa/", name.replace(":", "__"))
 
 
+def tensor_key(name: str) -> str:
+    """The signature name of an input tensor of a model the converter built: 'serving_default_<name>:0' -> name."""
+    return re.sub(r":0$", "", name.removeprefix("serving_default_"))
+
+
+def in_tensor_order(interpreter: Any, feed: dict[str, Any]) -> list[Any]:
+    """``feed`` ({signature name: array}) as a list in ``interpreter``'s input tensor order, which is read from the
+    tensor names: the converter's order is neither the ONNX model's nor the signature's (a VAD's ``input``/``state``
+    came out as [state, input])."""
+    return [feed[tensor_key(d["name"])] for d in interpreter.get_input_details()]
+
+
 SHAPE_ARG = re.compile(r"^(?P<name>.+):(?P<dims>\d+(?:[,x]\d+)*)$")
 
 

@@ -24,20 +24,13 @@ from ..runtime.quiet import native_stderr_captured
 from .qat_params import QatPlan, use_qat_params
 from .ranges import use_mse_ranges
 
-Dataset = Callable[[], Iterator[list[np.ndarray]]]
-
-
-def converter_order(table: InputTable) -> list[str]:
-    """The model's input names in the order of the TFLite model the converter builds from onnx2tf's SavedModel:
-    sorted by signature name (the converter flattens the signature's dict of inputs, and ``nest`` sorts dict keys).
-    ``quantize`` checks the written file against it."""
-    return sorted(table.names, key=signature_name)
+Dataset = Callable[[], Iterator[dict[str, np.ndarray]]]
 
 
 class calibration_batches:
-    """The representative dataset of ``reader``: each call streams the samples again, one array per input in the
-    TFLite input order (:func:`converter_order`), each in the TFLite layout, float32 or (token ids, masks) the
-    input's integer dtype.
+    """The representative dataset of ``reader``: each call streams the samples again, each as {signature name:
+    array} (the calibrator matches the names to its input tensors; :func:`~tflite_int8.config.inputs.in_tensor_order` does it for an
+    interpreter), each in the TFLite layout, float32 or (token ids, masks) the input's integer dtype.
 
     ``spec``: the model's inputs (or one image input's preprocessing).  ``count`` is the number of samples the
     last pass yielded (MSE ranges read the data twice).
@@ -47,19 +40,19 @@ class calibration_batches:
                  label: str = "calibrating") -> None:
         self.reader, self.label = reader, label
         self.table = spec if isinstance(spec, InputTable) else InputTable.single(spec)
-        self.order = converter_order(self.table)
         self.progress = or_silent(progress)
         self.count = 0
 
-    def batch(self, sample: Any) -> list[np.ndarray]:
+    def batch(self, sample: Any) -> dict[str, np.ndarray]:
         """One sample (a reader's Sample, an array, or {name: array}, source layout) as the converter takes it."""
         if hasattr(sample, "arrays"):
             arrays = dict(zip(self.table.names, sample.arrays(self.table.names)))
         else:
             arrays = self.table.feed(sample)
-        return [self.table[n].to_tflite(np.asarray(arrays[n], dtype=self.table[n].dtype)) for n in self.order]
+        return {signature_name(n): self.table[n].to_tflite(np.asarray(arrays[n], dtype=self.table[n].dtype))
+                for n in self.table.names}
 
-    def __call__(self) -> Iterator[list[np.ndarray]]:
+    def __call__(self) -> Iterator[dict[str, np.ndarray]]:
         bar = self.progress(self.label, len(self.reader))
         self.count = 0
         try:

@@ -116,6 +116,26 @@ def _check(module: Any, onnx_path: Path, table: InputTable, names: list[str], sa
             "outputs": {n: combine(m) for n, m in per_output.items()}}
 
 
+def _static_outputs(model: Any, sample: Any) -> None:
+    """Outputs whose shape inference left a dimension unknown (a recurrent state's ``[dim_0, batch, dim_2]``) get
+    the shape one ONNX Runtime run gives: the .tflite's outputs are mapped back to them (their layout)."""
+    from ..runtime.reference import run_onnx
+
+    outs = model.graph.output
+    if all(len(o.type.tensor_type.shape.dim) and all(d.HasField("dim_value") for d in o.type.tensor_type.shape.dim)
+           for o in outs):
+        return
+    try:
+        got = run_onnx(model, [sample])[0]
+    except Exception:  # noqa: BLE001 - the pipeline runs ONNX Runtime next and names its failure
+        return
+    for o, value in zip(outs, got):
+        shape = o.type.tensor_type.shape
+        shape.ClearField("dim")
+        for n in np.shape(value):
+            shape.dim.add().dim_value = int(n)
+
+
 def _probe(model: Any) -> list[dict[str, np.ndarray]]:
     """One seeded standard-normal sample for each input of ``model`` (static shapes)."""
     rng = np.random.default_rng(0)
@@ -193,6 +213,8 @@ def prepare_onnx(src: str | Path, dst: str | Path, *, batch: int = 1,
         adjustments.append(f"ONNX IR version lowered from {slim.ir_version} to {ORT_MAX_IR_VERSION}, the newest "
                            f"ONNX Runtime {_ort_version()} reads")
         slim.ir_version = ORT_MAX_IR_VERSION
+    if check_inputs:
+        _static_outputs(slim, check_inputs[0])
     import onnx
 
     onnx.save(slim, str(dst))

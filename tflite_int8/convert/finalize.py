@@ -22,6 +22,13 @@ from ..runtime.versions import __version__
 SIGNATURE_KEY = "serving_default"
 
 
+def _ones_moved(src: list[int], tfl: list[int]) -> list[int]:
+    """The transpose that moves ``tfl``'s size-1 axes to where ``src`` has them (other axes keep their order)."""
+    big = iter(i for i, d in enumerate(tfl) if d != 1)
+    ones = iter(i for i, d in enumerate(tfl) if d == 1)
+    return [next(big) if d != 1 else next(ones) for d in src]
+
+
 def output_entry(name: str, source_shape: Sequence[Any] | None, tflite_shape: Sequence[int]) -> dict[str, Any]:
     """An output's metadata: its shapes and the transpose from the TFLite layout back to the source's."""
     tfl = [int(d) for d in tflite_shape]
@@ -35,15 +42,16 @@ def output_entry(name: str, source_shape: Sequence[Any] | None, tflite_shape: Se
             last = CHANNELS_LAST.get(len(tfl), (0, *range(2, len(tfl)), 1))
             if [src[i] for i in last] == tfl:  # TFLite is channels-last: move the last axis back to 1
                 to_source = [0, len(tfl) - 1, *range(1, len(tfl) - 1)]
+        if to_source is None and [d for d in src if d != 1] == [d for d in tfl if d != 1]:
+            to_source = _ones_moved(src, tfl)  # a state [2, 1, H] written [1, 2, H]: the same values, in order
     return {"name": name, "shape": src, "tflite_shape": tfl, "to_source": to_source}
 
 
-def finalize(path: str | Path, table: InputTable, outputs: Sequence[tuple[str, Sequence[Any] | None]], *,
-             calibrated_order: Sequence[str] | None = None) -> dict[str, Any]:
+def finalize(path: str | Path, table: InputTable, outputs: Sequence[tuple[str, Sequence[Any] | None]]) -> dict[str, Any]:
     """Rewrite ``path`` in place with the user's names, the model's order and the metadata; returns the metadata.
 
-    ``outputs``: (name, source shape) per output, in the model's order.  ``calibrated_order``: the input order the
-    representative dataset assumed (the converter's); a file whose inputs are in another order is refused.
+    ``outputs``: (name, source shape) per output, in the model's order.  Inputs are matched by name (the
+    converter's signature; onnx2tf's own file by tensor name): the converter's tensor order is not the model's.
     """
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -52,11 +60,6 @@ def finalize(path: str | Path, table: InputTable, outputs: Sequence[tuple[str, S
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     sub = model.subgraphs[0]
     ins, outs = _io_tensors(model, sub, table, [n for n, _ in outputs], path)
-    if calibrated_order is not None:
-        found = [next(n for n, i in zip(table.names, ins) if i == t) for t in sub.inputs]
-        if found != list(calibrated_order):
-            raise ConversionError(f"{path.name}: the converter ordered the inputs {found}, the calibration data was "
-                                  f"fed as {list(calibrated_order)}", stage="quantize")
     for spec, idx in zip(table, ins):
         shape = [int(d) for d in sub.tensors[idx].shape]
         if shape != list(spec.tflite_shape):

@@ -35,7 +35,6 @@ from ..runtime.checkpoint import load_weights
 from ..runtime.describe import describe
 from ..runtime.metrics import combine, compare
 from ..runtime.reference import is_module, load_factory, load_onnx, run_onnx
-from .converter import converter_order
 from .export import export, prepare_onnx
 from . import qat
 from .qat_check import simulation_check
@@ -254,9 +253,8 @@ def _finalize(files: dict[str, Path], table: InputTable, onnx_path: Path, names:
     shapes = {o.name: [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
               for o in graph.output}
     outputs = [(n, shapes.get(n)) for n in names]
-    for variant, path in files.items():
-        own = variant == "float32"  # onnx2tf's file: no signature, inputs in the ONNX order
-        finalize(path, table, outputs, calibrated_order=None if own else converter_order(table))
+    for path in files.values():
+        finalize(path, table, outputs)
 
 
 def _head(onnx_path: Path, model: Any, names: list[str], samples: list[dict[str, np.ndarray]], task: str, fix: bool,

@@ -22,7 +22,6 @@ import numpy as np
 from ..config.inputs import InputTable
 from ..config.recipe import Recipe
 from ..errors import AlreadyQuantizedError, ConversionError
-from .converter import converter_order
 from .qat_params import QatPlan
 from .qdq import folded_relus, read_qdq, strip
 
@@ -69,7 +68,7 @@ def prepare(onnx_path: Path, stage_dir: Path, work: Path, table: InputTable,
             raise ConversionError(f"onnxslim could not simplify the {form} graph of {source}: {exc}",
                                   stage="export") from None
         onnx.save(slim, str(path))
-    plan = QatPlan(qdq, grid, list(probe), table, converter_order(table))
+    plan = QatPlan(qdq, grid, list(probe), table)
     if relus:
         plan.adjustments.append(f"{FLOAT_ONNX}: {len(relus)} fake-quant range(s) start at exactly 0 after an op that is "
                                 f"may be negative (e.g. '{relus[0]}'): the fake-quant is the model's ReLU (ONNX Runtime's "

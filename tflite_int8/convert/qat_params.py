@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..config.inputs import InputTable
+from ..config.inputs import InputTable, in_tensor_order, signature_name
 from ..runtime.reference import onnx_feed
 from .calibration_hook import edit_calibrated
 from .qat_config import RECOMMENDED
@@ -58,7 +58,6 @@ class QatPlan:
 
     ``grid_onnx``: the graph without fake-quant, weights on their grid (:func:`.qdq.strip`, form ``grid``),
     every fake-quantized tensor still named; ``probe``: a few samples, {input name: array} (source layout);
-    ``order``: the input names in the calibrated TFLite model's order.
     The converter hook fills ``result`` (per-tensor table) and ``adjustments``.
     """
 
@@ -66,7 +65,6 @@ class QatPlan:
     grid_onnx: Path
     probe: Sequence[dict[str, np.ndarray]]
     table: InputTable
-    order: Sequence[str]
     result: dict[str, Any] = field(default_factory=dict)
     adjustments: list[str] = field(default_factory=list)
     off_scheme: list[str] = field(default_factory=list)  # what of the QAT setup departs from TFLite's int8 scheme
@@ -151,11 +149,12 @@ def _tflite_values(calibrated: bytes, indices: list[int], plan: QatPlan) -> dict
 
     interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    inputs = [d["index"] for d in interp.get_input_details()]
     runs: dict[int, list[np.ndarray]] = {i: [] for i in indices}
     for feed in plan.probe[:PROBE_SAMPLES]:
-        for index, name in zip(inputs, plan.order):
-            interp.set_tensor(index, plan.table[name].to_tflite(np.asarray(feed[name], plan.table[name].dtype)))
+        tflite = {signature_name(n): s.to_tflite(np.asarray(feed[n], s.dtype)) for n, s in zip(plan.table.names,
+                                                                                            plan.table)}
+        for d, x in zip(interp.get_input_details(), in_tensor_order(interp, tflite)):
+            interp.set_tensor(d["index"], x)
         interp.invoke()
         for i in indices:
             runs[i].append(np.array(interp.get_tensor(i), np.float32))

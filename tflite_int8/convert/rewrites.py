@@ -21,7 +21,7 @@ rewrite whose difference exceeds its tolerance is undone and reported, never kep
   axes to channels-last but not its starts and ends, so the wrong axis is cut (an STFT written as Conv, Silero
   VAD's: the real/imaginary halves came out as the whole tensor and an empty one).
 * ``sqrt``: ``Sqrt(x)`` -> ``Exp(0.5 * Log(x + eps))``: TFLite has no int8 SQRT (an STFT magnitude, a
-  hand-written norm kept the whole model off full-integer), while int8 LOG and EXP exist; ``eps`` (1e-6) keeps
+  hand-written norm kept the whole model off full-integer), while int8 LOG and EXP exist; ``eps`` (1e-12) keeps
   ``Log`` finite at 0 and changes the float result by at most ``sqrt(eps)``, measured like every rewrite.
 """
 from __future__ import annotations
@@ -256,7 +256,7 @@ def _apply_slices(g: Graph, nodes: list[Any]) -> str:
 
 # ---- square roots --------------------------------------------------------------------------------------------------
 
-SQRT_EPS = 1e-6  # Log(0) is -inf; sqrt(x + 1e-6) differs from sqrt(x) by at most 1e-3 (at x = 0)
+SQRT_EPS = 1e-12  # Log(0) is -inf; sqrt(x + 1e-12) differs from sqrt(x) by at most 1e-6 (at x = 0)
 
 
 def _find_sqrts(g: Graph) -> list[Any]:

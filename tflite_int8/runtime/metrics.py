@@ -59,6 +59,8 @@ def combine(metrics: Sequence[dict[str, float]], names: Sequence[str] | None = N
     ``cosine`` / ``cosine_min``: mean / least per-sample cosine over samples with a signal (peak at least
     :data:`NEGLIGIBLE` of the data set's peak, and at least :data:`NEGLIGIBLE_STEPS` quantization ``step`` s when
     given);
+    an output of one value per sample (a probability, a score) has no per-sample direction: its ``cosine`` is
+    ``cosine_dataset``;
     ``cosine_dataset`` and ``sqnr_db``: all samples as one tensor; ``sqnr_db_min``: the least per-sample SQNR over
     samples with a signal; ``rel_max_err``: the largest error over the data set's peak; ``skipped_samples``:
     the samples without a signal.
@@ -73,7 +75,8 @@ def combine(metrics: Sequence[dict[str, float]], names: Sequence[str] | None = N
     judged = [i for i, m in enumerate(metrics) if m["peak"] >= floor and m["peak"] > 0]
     skipped = sorted(set(range(len(metrics))) - set(judged))
     cos_dataset = _cosine(total["dot"], total["ref_energy"], total["cand_energy"])
-    cosines = [metrics[i]["cosine"] for i in judged]
+    single = total["count"] == len(metrics)  # one value per sample: its cosine is only its sign, so the data set's
+    cosines = [] if single else [metrics[i]["cosine"] for i in judged]
     max_abs = max(m["max_abs_err"] for m in metrics)
     out = {
         "cosine": float(np.mean(cosines)) if cosines else cos_dataset,

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..config.inputs import InputTable
+from ..config.inputs import InputTable, in_tensor_order
 from ..config.preprocess import PreprocessSpec
 from ..config.recipe import VARIANTS, Recipe
 from ..convert import converter
@@ -51,9 +51,9 @@ class DebugJob:
 
         dataset = converter.calibration_batches(self.calibration, self.spec, progress, "layer diagnosis: calibrating")
 
-        def debug_data() -> Iterable[list[np.ndarray]]:
+        def debug_data() -> Iterable[list[np.ndarray]]:  # the debugger feeds lists, in its model's tensor order
             for x in self.debug_inputs:
-                yield dataset.batch(x)
+                yield in_tensor_order(debugger._quant_interpreter, dataset.batch(x))  # noqa: SLF001 - no public one
 
         conv = converter.build(self.saved_model, VARIANTS["int8-float-io"], self.recipe, dataset)
         buf = io.StringIO()
