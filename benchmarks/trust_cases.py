@@ -153,6 +153,40 @@ def mobilenet_qdq(work: Path) -> dict[str, Any]:
     return result
 
 
+def silero_vad(work: Path) -> dict[str, Any]:
+    """The real Silero VAD (PyPI silero-vad, its opset-15 16 kHz ONNX): espeak-ng speech (benchmarks.speech),
+    converted and verified by the CLI; and its speech/non-speech decisions, int8 vs float, frame by frame and
+    streamed (the int8 file fed its own state)."""
+    from importlib.resources import files
+
+    from benchmarks.speech import HOP, RATE, vad_frames
+    from tflite_int8 import Runner
+
+    model = Path(str(files("silero_vad") / "data" / "silero_vad_16k_op15.onnx"))
+    d = work / "silero_data"
+    d.mkdir(parents=True, exist_ok=True)
+    float_probs = vad_frames(model, d)["held"]
+    row = {"kind": "Silero VAD (PyPI silero-vad): STFT as Conv, LSTM, state [2, 1, 128], rank-0 sr", "model": str(model),
+           "convert": ["--data", str(d / "calib.npz"), "--input-value", f"sr={RATE}", "--input-shape",
+                       f"input:1x{HOP + 64}", "--input-shape", "state:2x1x128"],
+           "verify": ["--data", str(d / "held.npz")]}
+    result = measure("silero_vad", row, work) | {"layouts": layouts(work / "silero_vad")}
+    int8 = work / "silero_vad" / "model_int8.tflite"
+    if int8.is_file():
+        held, runner = np.load(d / "held.npz"), Runner(int8, layout="source")
+        framed = [runner.feed({"input": x[None], "state": s})["output"].item() for x, s in zip(held["input"],
+                                                                                               held["state"])]
+        state, streamed = held["state"][0], []
+        for x in held["input"]:
+            out = runner.feed({"input": x[None], "state": state})
+            streamed.append(out["output"].item())
+            state = out["stateN"]
+        agree = [float(np.mean((np.array(p) > 0.5) == (float_probs > 0.5))) for p in (framed, streamed)]
+        result["vad"] = (f"speech decisions agree on {agree[0]:.1%} of {len(framed)} frames ({agree[1]:.1%} "
+                         f"streamed); probability mean abs diff {np.mean(np.abs(np.array(framed) - float_probs)):.3f}")
+    return result
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = ("| case | kind | exit (convert/recover) | full-integer | XNNPACK | inputs: source -> .tflite | "
             "task metric, int8 vs float | verify exit | verdict |\n|---|---|---|---|---|---|---|---|---|")
@@ -164,8 +198,8 @@ def table(results: list[dict[str, Any]]) -> str:
                                              if r.get("box_agreement") is not None else "")
             verdict = f"{'PASSED' if r['passed'] else 'FAILED'} (winner {r.get('winner')})"
         else:
-            if r.get("qat"):
-                metric = r["qat"]
+            if r.get("qat") or r.get("vad"):
+                metric = r.get("qat") or f"{r['vad']}; {r['task']}: cosine {r['cosine']:.4f}, SQNR {r['sqnr_db']:.1f} dB"
             elif r.get("value") is not None:
                 metric = f"{r['task']}: {r['metric']} {r['value']:.3f}"
             elif r.get("cosine") is not None:
@@ -184,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="keep the conversions here (default: a temporary folder)")
     ap.add_argument("--only", nargs="*", help="case names (default: all)")
     ap.add_argument("--mobilenet", action="store_true", help="also MobileNetV2 from quantize_static (~5 min)")
+    ap.add_argument("--silero", action="store_true", help="also the real Silero VAD (needs espeak-ng; ~3 min)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.out or Path(tmp)
@@ -199,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(results[-1], default=str), file=sys.stderr, flush=True)
         if args.mobilenet:
             results.append(mobilenet_qdq(work))
+        if args.silero:
+            results.append(silero_vad(work))
         print(table(results))
     return 0
 
