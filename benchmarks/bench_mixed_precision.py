@@ -194,7 +194,7 @@ def run(save: Callable[[dict], None] = lambda r: None) -> dict[str, Any]:
         f32 = base.out_dir / "model_float32.tflite"
         reader = open_reader(calib, spec, views=CALIB_VIEWS, warn_few=False)
         batches = calibration_batches(reader, spec)
-        np.save(tmp / "calib.npy", np.stack([next(iter(batches.batch(s).values())) for s in reader]))
+        np.save(tmp / "calib.npy", np.stack([batches.batch(s)[0] for s in reader]))
         test = [s.x for s in open_reader(held_out, spec, views=VERIFY_VIEWS, seed=1, warn_few=False)]
         np.save(tmp / "reference.npy", np.concatenate([r[0] for r in run_onnx(base.out_dir / "model.onnx", test)]))
         with warnings.catch_warnings():  # diagnosed on calibration photos on purpose: "verification overlaps"

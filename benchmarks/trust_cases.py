@@ -166,7 +166,8 @@ def silero_vad(work: Path) -> dict[str, Any]:
     d = work / "silero_data"
     d.mkdir(parents=True, exist_ok=True)
     float_probs = vad_frames(model, d)["held"]
-    row = {"kind": "Silero VAD (PyPI silero-vad): STFT as Conv, LSTM, state [2, 1, 128], rank-0 sr", "model": str(model),
+    row = {"kind": "Silero VAD (PyPI silero-vad): STFT as Conv, LSTM, state [2, 1, 128], rank-0 sr",
+           "model": str(model),
            "convert": ["--data", str(d / "calib.npz"), "--input-value", f"sr={RATE}", "--input-shape",
                        f"input:1x{HOP + 64}", "--input-shape", "state:2x1x128"],
            "verify": ["--data", str(d / "held.npz")]}
@@ -199,7 +200,8 @@ def table(results: list[dict[str, Any]]) -> str:
             verdict = f"{'PASSED' if r['passed'] else 'FAILED'} (winner {r.get('winner')})"
         else:
             if r.get("qat") or r.get("vad"):
-                metric = r.get("qat") or f"{r['vad']}; {r['task']}: cosine {r['cosine']:.4f}, SQNR {r['sqnr_db']:.1f} dB"
+                metric = r.get("qat") or (f"{r['vad']}; {r['task']}: cosine {r['cosine']:.4f}, "
+                                          f"SQNR {r['sqnr_db']:.1f} dB")
             elif r.get("value") is not None:
                 metric = f"{r['task']}: {r['metric']} {r['value']:.3f}"
             elif r.get("cosine") is not None:

@@ -194,10 +194,12 @@ def tensor_key(name: str) -> str:
     return re.sub(r":0$", "", name.removeprefix("serving_default_"))
 
 
-def in_tensor_order(interpreter: Any, feed: dict[str, Any]) -> list[Any]:
+def in_tensor_order(interpreter: Any, feed: dict[str, Any] | list[Any]) -> list[Any]:
     """``feed`` ({signature name: array}) as a list in ``interpreter``'s input tensor order, which is read from the
     tensor names: the converter's order is neither the ONNX model's nor the signature's (a VAD's ``input``/``state``
     came out as [state, input])."""
+    if isinstance(feed, list):  # one input: nothing to order
+        return feed
     return [feed[tensor_key(d["name"])] for d in interpreter.get_input_details()]
 
 

@@ -24,13 +24,14 @@ from ..runtime.quiet import native_stderr_captured
 from .qat_params import QatPlan, use_qat_params
 from .ranges import use_mse_ranges
 
-Dataset = Callable[[], Iterator[dict[str, np.ndarray]]]
+Dataset = Callable[[], Iterator[dict[str, np.ndarray] | list[np.ndarray]]]
 
 
 class calibration_batches:
     """The representative dataset of ``reader``: each call streams the samples again, each as {signature name:
-    array} (the calibrator matches the names to its input tensors; :func:`~tflite_int8.config.inputs.in_tensor_order` does it for an
-    interpreter), each in the TFLite layout, float32 or (token ids, masks) the input's integer dtype.
+    array} (the calibrator matches the names to its input tensors, whose order is the converter's own;
+    :func:`~tflite_int8.config.inputs.in_tensor_order` does it for an interpreter) or, for one input, [array];
+    each in the TFLite layout, float32 or (token ids, masks) the input's integer dtype.
 
     ``spec``: the model's inputs (or one image input's preprocessing).  ``count`` is the number of samples the
     last pass yielded (MSE ranges read the data twice).
@@ -43,16 +44,17 @@ class calibration_batches:
         self.progress = or_silent(progress)
         self.count = 0
 
-    def batch(self, sample: Any) -> dict[str, np.ndarray]:
+    def batch(self, sample: Any) -> dict[str, np.ndarray] | list[np.ndarray]:
         """One sample (a reader's Sample, an array, or {name: array}, source layout) as the converter takes it."""
         if hasattr(sample, "arrays"):
             arrays = dict(zip(self.table.names, sample.arrays(self.table.names)))
         else:
             arrays = self.table.feed(sample)
-        return {signature_name(n): self.table[n].to_tflite(np.asarray(arrays[n], dtype=self.table[n].dtype))
-                for n in self.table.names}
+        tflite = {signature_name(n): s.to_tflite(np.asarray(arrays[n], dtype=s.dtype))
+                  for n, s in zip(self.table.names, self.table)}
+        return list(tflite.values()) if len(tflite) == 1 else tflite
 
-    def __call__(self) -> Iterator[dict[str, np.ndarray]]:
+    def __call__(self) -> Iterator[dict[str, np.ndarray] | list[np.ndarray]]:
         bar = self.progress(self.label, len(self.reader))
         self.count = 0
         try:

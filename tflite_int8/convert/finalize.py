@@ -47,7 +47,8 @@ def output_entry(name: str, source_shape: Sequence[Any] | None, tflite_shape: Se
     return {"name": name, "shape": src, "tflite_shape": tfl, "to_source": to_source}
 
 
-def finalize(path: str | Path, table: InputTable, outputs: Sequence[tuple[str, Sequence[Any] | None]]) -> dict[str, Any]:
+def finalize(path: str | Path, table: InputTable,
+             outputs: Sequence[tuple[str, Sequence[Any] | None]]) -> dict[str, Any]:
     """Rewrite ``path`` in place with the user's names, the model's order and the metadata; returns the metadata.
 
     ``outputs``: (name, source shape) per output, in the model's order.  Inputs are matched by name (the

@@ -16,19 +16,21 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..config.inputs import tensor_key
+from ..config.inputs import in_tensor_order
 from .calibration_hook import edit_calibrated
+
+Feeds = Callable[[], Iterable[dict[str, np.ndarray] | list[np.ndarray]]]  # by signature name, or [x] for one input
 
 BINS = 2048
 FRACTIONS = np.linspace(0.3, 1.0, 36)  # candidate ends, as fractions of the observed min / max
 
 
-def use_mse_ranges(converter: Any, dataset: Callable[[], Iterable[dict[str, np.ndarray]]]) -> None:
+def use_mse_ranges(converter: Any, dataset: Feeds) -> None:
     """Make ``converter`` quantize from MSE-optimal activation ranges measured on ``dataset``."""
     edit_calibrated(converter, lambda calibrated: (mse_ranges(calibrated, dataset), None))
 
 
-def mse_ranges(calibrated: bytes, dataset: Callable[[], Iterable[dict[str, np.ndarray]]]) -> bytes:
+def mse_ranges(calibrated: bytes, dataset: Feeds) -> bytes:
     """A calibrated (float, min/max-annotated) TFLite model with each inner activation range MSE-optimised."""
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils
@@ -43,12 +45,12 @@ def mse_ranges(calibrated: bytes, dataset: Callable[[], Iterable[dict[str, np.nd
         return calibrated
     interp = Interpreter(model_content=bytes(calibrated), experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
-    inputs = [(d["index"], d["dtype"], tensor_key(d["name"])) for d in interp.get_input_details()]
+    inputs = [(d["index"], d["dtype"]) for d in interp.get_input_details()]
     hist = {i: np.zeros(BINS, np.float64) for i in ranged}
     zeros = {i: 0 for i in ranged}
     for feed in dataset():
-        for idx, dtype, key in inputs:  # float32, or an integer input's own type (token ids)
-            interp.set_tensor(idx, np.asarray(feed[key], dtype))
+        for (idx, dtype), x in zip(inputs, in_tensor_order(interp, feed)):  # float32, or an integer's own type
+            interp.set_tensor(idx, np.asarray(x, dtype))
         interp.invoke()
         for i, (lo, hi) in ranged.items():
             v = interp.get_tensor(i).ravel()
