@@ -18,6 +18,15 @@ if { ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/junit-platform
         echo "setup.sh: the Java core's tests need javac and junit5: sudo apt-get install default-jdk-headless junit5" >&2
     fi
 fi
+# Speech for the Silero VAD test and the audio benchmarks (tflite_int8/zoo/speech.py): Debian's espeak-ng.
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        echo "setup.sh: installing espeak-ng (apt) for the speech tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null
+    else
+        echo "setup.sh: the speech tests need espeak-ng: sudo apt-get install espeak-ng" >&2
+    fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 STAMP=.venv/.tflite-int8-setup
 WANT="$(cat requirements.lock requirements-nodeps.lock pyproject.toml | sha256sum | cut -d' ' -f1)"

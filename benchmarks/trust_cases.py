@@ -154,12 +154,12 @@ def mobilenet_qdq(work: Path) -> dict[str, Any]:
 
 
 def silero_vad(work: Path) -> dict[str, Any]:
-    """The real Silero VAD (PyPI silero-vad, its opset-15 16 kHz ONNX): espeak-ng speech (benchmarks.speech),
+    """The real Silero VAD (PyPI silero-vad, its opset-15 16 kHz ONNX): espeak-ng speech (tflite_int8.zoo.speech),
     converted and verified by the CLI; and its speech/non-speech decisions, int8 vs float, frame by frame and
     streamed (the int8 file fed its own state)."""
     from importlib.resources import files
 
-    from benchmarks.speech import HOP, RATE, vad_frames
+    from tflite_int8.zoo.speech import HOP, RATE, vad_frames
     from tflite_int8 import Runner
 
     model = Path(str(files("silero_vad") / "data" / "silero_vad_16k_op15.onnx"))

@@ -109,23 +109,33 @@ def resolve_thresholds(given: Mapping[str, float] | str | Path | None) -> dict[s
 
 
 def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str, float | None]) -> list[str]:
-    """Failure messages for outputs whose cosine (mean over the samples with a signal) or SQNR (over all samples
-    together) is below the limits; samples whose reference output is ~0 are named as skipped, not judged."""
+    """Failure messages for outputs whose cosine (mean over the samples with a signal; over the samples as one
+    vector when each has one value) or SQNR (over all samples together) is below the limits; samples whose
+    reference output is ~0 are named as skipped, not judged."""
     fails = []
     for name, m in outputs.items():
-        judged = m.get("samples_judged", m.get("samples"))
-        of = f" over {judged} of {m['samples']} samples" if judged != m.get("samples") else ""
-        worst = ", ".join(f"{w['sample']} ({w['cosine']:.3f})" for w in m.get("worst_samples", [])[:3])
-        worst = f"; worst samples: {worst}" if worst else ""
-        skipped = m.get("skipped_samples") or []
-        skip = (f"; {m.get('skipped_samples_total', len(skipped))} sample(s) with a ~0 reference output not judged "
-                f"by cosine ({', '.join(str(x['sample']) for x in skipped[:3])})") if skipped else ""
         if limits.get("cosine") is not None and m["cosine"] < limits["cosine"]:
-            fails.append(f"output '{name}': mean cosine {m['cosine']:.4f}{of} < {limits['cosine']}{worst}{skip}")
+            fails.append(_cosine_failure(name, m, limits["cosine"]))
         if limits.get("sqnr_db") is not None and m["sqnr_db"] < limits["sqnr_db"]:
             steps = f", max error {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
             fails.append(f"output '{name}': SQNR {m['sqnr_db']:.2f} dB over all samples < {limits['sqnr_db']} dB{steps}")
     return fails
+
+
+def _cosine_failure(name: str, m: Mapping[str, Any], limit: float) -> str:
+    worst = m.get("worst_samples", [])[:3]
+    if m.get("one_value_per_sample"):  # a probability or score per sample: no per-sample direction
+        errors = ", ".join(f"{w['sample']} ({w['max_abs_err']:.3f})" for w in worst)
+        return (f"output '{name}': cosine {m['cosine']:.4f} over the samples as one vector (one value per sample) < "
+                f"{limit}" + (f"; largest errors: {errors}" if errors else ""))
+    judged = m.get("samples_judged", m.get("samples"))
+    of = f" over {judged} of {m['samples']} samples" if judged != m.get("samples") else ""
+    cosines = ", ".join(f"{w['sample']} ({w['cosine']:.3f})" for w in worst)
+    skipped = m.get("skipped_samples") or []
+    skip = (f"; {m.get('skipped_samples_total', len(skipped))} sample(s) with a ~0 reference output not judged "
+            f"by cosine ({', '.join(str(x['sample']) for x in skipped[:3])})") if skipped else ""
+    return (f"output '{name}': mean cosine {m['cosine']:.4f}{of} < {limit}"
+            + (f"; worst samples: {cosines}" if cosines else "") + skip)
 
 
 def check_qat(check: Mapping[str, Any], limits: Mapping[str, float | None]) -> list[str]:

@@ -72,10 +72,11 @@ def combine(metrics: Sequence[dict[str, float]], names: Sequence[str] | None = N
                                                         "abs_err_sum", "count")}
     peak = max(m["peak"] for m in metrics)
     floor = max(NEGLIGIBLE * peak, NEGLIGIBLE_STEPS * (step or 0.0))
-    judged = [i for i, m in enumerate(metrics) if m["peak"] >= floor and m["peak"] > 0]
+    single = total["count"] == len(metrics)  # one value per sample: its cosine is only its sign, so the data set's
+    judged = list(range(len(metrics))) if single else [i for i, m in enumerate(metrics)
+                                                       if m["peak"] >= floor and m["peak"] > 0]
     skipped = sorted(set(range(len(metrics))) - set(judged))
     cos_dataset = _cosine(total["dot"], total["ref_energy"], total["cand_energy"])
-    single = total["count"] == len(metrics)  # one value per sample: its cosine is only its sign, so the data set's
     cosines = [] if single else [metrics[i]["cosine"] for i in judged]
     max_abs = max(m["max_abs_err"] for m in metrics)
     out = {
@@ -93,6 +94,8 @@ def combine(metrics: Sequence[dict[str, float]], names: Sequence[str] | None = N
         "samples_judged": len(judged),
         "skipped_samples": [{"sample": names[i], "peak": metrics[i]["peak"]} for i in skipped],
     }
+    if single:
+        out["one_value_per_sample"] = True
     if step:
         out["max_abs_err_steps"] = max_abs / step
         out["mean_abs_err_steps"] = out["mean_abs_err"] / step

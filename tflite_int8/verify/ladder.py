@@ -171,7 +171,8 @@ def summarize_outputs(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
                                 "counts": np.sum([m["histogram"] for m in ms], axis=0).tolist()}
         skipped = {s["sample"] for s in summary["skipped_samples"]}
         judged = [i for i in range(len(ms)) if names[i] not in skipped] or list(range(len(ms)))
-        worst = sorted(judged, key=lambda i: ms[i]["cosine"])[:5]
+        by = (lambda i: -ms[i]["max_abs_err"]) if summary.get("one_value_per_sample") else (lambda i: ms[i]["cosine"])
+        worst = sorted(judged, key=by)[:5]
         summary["worst_samples"] = [{"sample": records[i]["name"], "cosine": ms[i]["cosine"],
                                      "max_abs_err": ms[i]["max_abs_err"]} for i in worst]
         out[name] = _lean(summary)

@@ -1,4 +1,4 @@
-"""Speech for the audio benchmarks, offline: sentences spoken by Debian's ``espeak-ng`` (apt-get install espeak-ng),
+"""Speech for the audio tests and benchmarks, offline: sentences spoken by Debian's ``espeak-ng`` (apt-get install espeak-ng),
 at 16 kHz, with pauses and noise between them; streamed through Silero VAD (PyPI ``silero-vad``) as its own wrapper
 streams it: 512 new samples per frame after 64 of context (576), the LSTM state carried from frame to frame.
 
@@ -12,8 +12,11 @@ import shutil
 import subprocess
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ..errors import InputError
 
 SENTENCES = ("The quick brown fox jumps over the lazy dog.", "Int eight models should still work on the phone.",
              "Please verify the conversion before you ship it.", "One two three four five six seven eight nine ten.",
@@ -25,7 +28,7 @@ RATE, HOP, CONTEXT = 16000, 512, 64
 def say(text: str, voice: str) -> np.ndarray:
     """``text`` spoken by espeak-ng, float32 at 16 kHz."""
     if shutil.which("espeak-ng") is None:
-        raise SystemExit("the speech benchmarks need Debian's espeak-ng: apt-get install espeak-ng")
+        raise InputError("speech needs Debian's espeak-ng (setup.sh installs it as root): apt-get install espeak-ng")
     raw = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
     with wave.open(io.BytesIO(raw)) as w:
         rate = w.getframerate()
@@ -43,7 +46,7 @@ def _audio(texts: tuple[str, ...], voices: tuple[str, ...], seed: int) -> np.nda
     return np.concatenate(parts)
 
 
-def stream(session: object, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream(session: Any, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(frames (N, 576), states (N, 2, 1, 128), probabilities (N,)): Silero VAD's own streaming."""
     frames, states, probs = [], [], []
     state, context = np.zeros((2, 1, 128), np.float32), np.zeros(CONTEXT, np.float32)
