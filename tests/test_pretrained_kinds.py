@@ -118,8 +118,9 @@ def test_silero_vad_converts_full_integer_and_keeps_its_speech_decisions(tmp_pat
         framed.append(runner.feed({"input": x[None], "state": s})["output"].item())
         out = runner.feed({"input": x[None], "state": state})  # the int8 file fed its own state
         streamed.append(out["output"].item())
-        state = out["stateN"]
-    assert state.shape == (2, 1, 128)
+        state = out["stateN"][0]  # (N, 2, 1, 128), N = 1
+    assert state.shape == (2, 1, 128)  # the .tflite writes it [1, 2, 128]; the metadata maps it back
+    assert runner.feed({"input": held["input"][:4], "state": held["state"][:4]})["stateN"].shape == (4, 2, 1, 128)
     speech = float_probs > 0.5
     assert 0.3 < speech.mean() < 0.9  # the held-out audio has both speech and pauses
     agree = [float(np.mean((np.array(p) > 0.5) == speech)) for p in (framed, streamed)]

@@ -178,6 +178,15 @@ def test_sqrt_becomes_exp_of_half_log_within_sqrt_eps(tmp_path):
     assert "Sqrt(x) -> Exp(0.5 * Log(x + 1e-12))" in adjustment_text(records[0])
 
 
+def test_a_sqrt_only_divided_by_is_left_to_the_converters_rsqrt(tmp_path):
+    """x / sqrt(v) (a hand-written LayerNorm, PP-OCRv4's recognizer): TFLite makes it RSQRT + MUL, int8; Exp there
+    would leave a float DIV."""
+    nodes = [helper.make_node("Mul", ["x", "x"], ["v"]), helper.make_node("Sqrt", ["v"], ["s"]),
+             helper.make_node("Div", ["x", "s"], ["y"])]
+    model, records, _, err = _rewritten(tmp_path, _model(nodes, [1, 64], [1, 64]), [1, 64])
+    assert not records and err == 0.0 and "Sqrt" in [n.op_type for n in model.graph.node]
+
+
 def test_an_stft_front_end_converts_full_integer(tmp_path):
     """STFT written as Conv (Silero VAD's front end): slice-axes + sqrt make it translate (onnx2tf alone: 'Depth of
     input (..) is not a multiple of input depth of filter (..)'; the translate stage checks float32 TFLite against

@@ -20,9 +20,11 @@ rewrite whose difference exceeds its tolerance is undone and reported, never kep
   ``y[:, :129, :]``-style slices into one) -> one Slice per axis that cuts something.  onnx2tf moves such a Slice's
   axes to channels-last but not its starts and ends, so the wrong axis is cut (an STFT written as Conv, Silero
   VAD's: the real/imaginary halves came out as the whole tensor and an empty one).
-* ``sqrt``: ``Sqrt(x)`` -> ``Exp(0.5 * Log(x + eps))``: TFLite has no int8 SQRT (an STFT magnitude, a
-  hand-written norm kept the whole model off full-integer), while int8 LOG and EXP exist; ``eps`` (1e-12) keeps
-  ``Log`` finite at 0 and changes the float result by at most ``sqrt(eps)``, measured like every rewrite.
+* ``sqrt``: ``Sqrt(x)`` -> ``Exp(0.5 * Log(x + eps))``: TFLite has no int8 SQRT (an STFT magnitude kept the
+  whole model off full-integer), while int8 LOG and EXP exist; a Sqrt only divided by (``x / sqrt(v)``, a
+  hand-written LayerNorm) is left alone: the converter makes it an int8 RSQRT and a MUL (PP-OCRv4's
+  recognizer); ``eps`` (1e-12) keeps ``Log`` finite at 0 and changes the float result by at most ``sqrt(eps)``,
+  measured like every rewrite.
 """
 from __future__ import annotations
 
@@ -260,7 +262,13 @@ SQRT_EPS = 1e-12  # Log(0) is -inf; sqrt(x + 1e-12) differs from sqrt(x) by at m
 
 
 def _find_sqrts(g: Graph) -> list[Any]:
-    return [n for n in g.model.graph.node if n.op_type == "Sqrt"]
+    """Sqrt nodes, bar those only divided by (x / sqrt(v), a hand-written norm): TFLite makes those RSQRT, int8."""
+    return [n for n in g.model.graph.node if n.op_type == "Sqrt" and not _only_divides(g, n.output[0])]
+
+
+def _only_divides(g: Graph, name: str) -> bool:
+    users = g.consumers(name)
+    return bool(users) and all(u.op_type == "Div" and list(u.input).index(name) == 1 for u in users)
 
 
 def _apply_sqrts(g: Graph, nodes: list[Any]) -> str:

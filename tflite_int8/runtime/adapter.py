@@ -171,12 +171,12 @@ class Runner:
             raw = self.invoke([p[i] if _stacked(info) else p[i:i + 1] for p, info in zip(prepared, self.inputs)])
             for o, r in zip(self.outputs, raw):
                 results[o.name].append(dequantize(r, o))
-        stacked = {o.name for o in self.outputs if _stacked(o)}  # e.g. a state [2, 1, H]: (N, 2, 1, H)
-        out = {k: np.stack(v) if k in stacked else np.concatenate(v, axis=0) for k, v in results.items()}
-        for name, perm in self._out_perms.items():
-            if name in out and perm is not None:
-                perm = (0, *(p + 1 for p in perm)) if name in stacked else perm
-                out[name] = np.ascontiguousarray(out[name].transpose(perm))
+        out = {}
+        for name, values in results.items():  # each sample in the asked layout, then (N, ...) of them
+            perm = self._out_perms.get(name)
+            values = [np.ascontiguousarray(v.transpose(perm)) if perm is not None else v for v in values]
+            batched = values[0].ndim > 0 and values[0].shape[0] == 1  # else e.g. a state [2, 1, H]: (N, 2, 1, H)
+            out[name] = np.concatenate(values, axis=0) if batched else np.stack(values)
         return out
 
     def feed(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
