@@ -375,6 +375,11 @@ def test_the_runner_takes_token_ids_as_integers_and_refuses_floats(encoder_conve
     assert out.shape == (2, 32) and np.isfinite(out).all()
     with pytest.raises(InputError, match=r"input 'input_ids' takes int64 values .* got float32"):
         runner.feed({"input_ids": batch["input_ids"].astype(np.float32), "attention_mask": batch["attention_mask"]})
+    from tflite_int8 import ConversionError
+
+    with pytest.raises(ConversionError, match=r"\[run\] model_int8.tflite: the TFLite interpreter failed to run it: "
+                                              r".*GATHER"):  # an id beyond the vocabulary: one line, not a traceback
+        runner.feed({"input_ids": batch["input_ids"] + 10**6, "attention_mask": batch["attention_mask"]})
 
 
 def test_a_sentence_encoder_is_verified_by_embedding_cosine(encoder_conversion):

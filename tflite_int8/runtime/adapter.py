@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config.inputs import INTEGER_DTYPES, InputSpec, InputTable, check_values, signature_name
 from ..config.preprocess import PreprocessSpec
-from ..errors import InputError, Int8Warning
+from ..errors import ConversionError, InputError, Int8Warning
 from ..portable import qmath
 from .interpreter import load_interpreter
 from .metadata import input_table, names_in_order, output_perms, read_metadata
@@ -191,7 +191,12 @@ class Runner:
         """Set already-quantized inputs (model dtype and shape), invoke, return raw outputs."""
         for info, arr in zip(self.inputs, raw_inputs):
             self._interp.set_tensor(info.index, arr)
-        self._interp.invoke()
+        try:
+            self._interp.invoke()
+        except RuntimeError as exc:  # a kernel that fails to run (GATHER index out of bounds, ...): the file is broken
+            what = " ".join(str(exc).split())[:300]
+            raise ConversionError(f"{self.path.name}: the TFLite interpreter failed to run it: {what}",
+                                  stage="run") from None
         return [self._interp.get_tensor(o.index) for o in self.outputs]
 
     # -- input handling --------------------------------------------------
