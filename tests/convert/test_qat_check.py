@@ -76,3 +76,40 @@ def test_a_scale_that_differs_fails_naming_the_tensor(qdq_conversion, quadrant_d
     res = verify(copy, data=quadrant_data["verify"], layers=False)
     assert not res.passed and any(f.startswith("tensor 'r_dq'") for f in res.failures), res.failures
     assert res.report["qat_check"]["outputs"]["y"]["within_1_step"] < 1.0
+
+
+def test_the_verdict_inputs_do_not_move_with_the_kernels(qdq_conversion, quadrant_data):
+    """One kind of CPU here (AVX2): the kernels are forced both ways instead. The reference: ONNX Runtime with every
+    optimization, its QDQ -> integer-kernel fusion forced off, equals the simulation (optimizations off); the int8
+    file: TFLite's portable reference kernels (no SIMD dispatch) equal XNNPACK's, bit for bit. What the verdict is
+    computed from cannot change with the instruction set."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tflite_int8.runtime.reference import simulation_session
+
+    x = np.load(quadrant_data["verify"])[:8]
+    qdq = str(qdq_conversion.out_dir / "model.onnx")
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")  # integer kernels forced off, all else on
+    forced_off = ort.InferenceSession(qdq, opts, providers=["CPUExecutionProvider"])
+    reference = simulation_session(qdq)
+    for i in range(len(x)):
+        a, b = (s.run(["y"], {"x": x[i:i + 1]})[0] for s in (reference, forced_off))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    outs = {}
+    for kind in (OpResolverType.AUTO, OpResolverType.BUILTIN_REF):
+        interp = Interpreter(str(qdq_conversion.int8_path), experimental_op_resolver_type=kind)
+        interp.allocate_tensors()
+        i_in, i_out = interp.get_input_details()[0], interp.get_output_details()[0]
+        s, z = i_in["quantization"]
+        got = []
+        for k in range(len(x)):
+            q = np.clip(np.round(x[k:k + 1].transpose(0, 2, 3, 1) / s) + z, -128, 127).astype(np.int8)
+            interp.set_tensor(i_in["index"], q)
+            interp.invoke()
+            got.append(interp.get_tensor(i_out["index"]).copy())
+        outs[kind] = np.stack(got)
+    assert np.array_equal(outs[OpResolverType.AUTO], outs[OpResolverType.BUILTIN_REF])
+    assert check_qat(_check(qdq_conversion.out_dir, qdq_conversion.out_dir / "model.onnx", quadrant_data),
+                     CHECK_DEFAULTS) == []
