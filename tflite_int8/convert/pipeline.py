@@ -46,7 +46,7 @@ from .quantize import quantize
 from .record import FILE, load_conversion, new_record, stage
 from .rewrites import adjustment_text, rewrite
 from .sparsity import onnx_sparsity, sparsity_report, tflite_sparsity
-from .table import exported_layouts, model_inputs
+from .table import exported_layouts, model_inputs, passthrough_notes
 from .translate import translate
 
 __all__ = ["ConversionResult", "convert", "load_conversion"]
@@ -133,7 +133,7 @@ def convert(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             if module is not None:  # a PyTorch model's layouts, read from its export
                 table = exported_layouts(onnx_model, table, input_layouts, report)
             float_sparsity = onnx_sparsity(onnx_model)
-            report["adjustments"] += _passthrough(onnx_model)
+            report["adjustments"] += passthrough_notes(onnx_model)
             st.update(simplify_seconds=exported.simplify_seconds, check=exported.check)
         output_names = _head(onnx_path, onnx_model, exported.output_names, onnx_samples, task, head_fix, decode,
                              table, report, head_from)
@@ -229,20 +229,6 @@ def _export(module: Any, source: Any, onnx_path: Path, table: InputTable, feeds:
     if module is None:
         run_onnx(onnx_path, feeds[:1], name=str(source))  # fails early, naming the file, if ORT cannot run it
     return exported
-
-
-def _passthrough(model: Any) -> list[str]:
-    """One sentence per output that merely passes an input through: it is kept (the phone gets it back quantized
-    with the input's own scale), and said so."""
-    from .graph import Graph
-
-    g = model.graph
-    ends = {o.name for o in g.output}
-    if not ends & {i.name for i in g.input} and not any(n.op_type == "Identity" and ends & set(n.output)
-                                                        for n in g.node):
-        return []  # the common case, without indexing the graph
-    return [f"output '{out}' passes input '{inp}' through unchanged: kept, quantized with the input's own int8 scale "
-            f"(drop it from the model if the app does not read it)" for out, inp in Graph(model).passthrough().items()]
 
 
 def _finalize(files: dict[str, Path], table: InputTable, onnx_path: Path, names: list[str]) -> None:

@@ -46,3 +46,17 @@ def exported_layouts(onnx_model: Any, table: InputTable, declared: Mapping[str, 
     report["adjustments"] += notes
     report["inputs"] = table.to_list()
     return table
+
+
+def passthrough_notes(model: Any) -> list[str]:
+    """One sentence per output that merely passes an input through: it is kept (the phone gets it back quantized
+    with the input's own scale), and said so."""
+    from .graph import Graph
+
+    g = model.graph
+    ends = {o.name for o in g.output}
+    if not ends & {i.name for i in g.input} and not any(n.op_type == "Identity" and ends & set(n.output)
+                                                        for n in g.node):
+        return []  # the common case, without indexing the graph
+    return [f"output '{out}' passes input '{inp}' through unchanged: kept, quantized with the input's own int8 scale "
+            f"(drop it from the model if the app does not read it)" for out, inp in Graph(model).passthrough().items()]
