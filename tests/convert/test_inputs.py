@@ -48,6 +48,9 @@ def test_dynamic_dims_read_from_either_array_form_and_a_static_first_dim_is_kept
     table, notes = _resolve([Declared("state", (2, 1, "hidden"))], tmp_path / "state.npy")
     assert table.specs[0].shape == (2, 1, 64) and notes == ["input 'state': dynamic dimension 2 ('hidden') fixed to 64 "
                                                              "from its data"]
+    np.save(tmp_path / "state.npy", np.zeros((5, 2, 128), np.float32))  # a Silero state [2, batch, 128] fed without 1
+    with pytest.raises(InputError, match=r"'state' \[2, batch, 128\] has a dynamic dimension 1 .*state:2,<batch>,128"):
+        _resolve([Declared("state", (2, "batch", 128))], tmp_path / "state.npy")  # was [2, 2, 128] from the data
 
 
 def test_a_dim_nothing_fixes_is_refused_naming_the_flag(photos):

@@ -125,7 +125,8 @@ def _shape(d: Declared, explicit: Sequence[int] | None, pre: PreprocessSpec | No
                 and _image_axis(pre, k) is not None:
             dims[k] = pre.size[_image_axis(pre, k)]
             notes.append(f"input '{d.name}': dynamic dimension {k} ('{label}') fixed to {dims[k]} (--size)")
-        elif data_shape is not None and len(data_shape) in (len(dims), len(dims) - 1):  # (N, *S) or (N, *S[1:])
+        elif data_shape is not None and (len(data_shape) == len(dims)  # (N, *S), or (N, *S[1:]) when S[0] is 1
+                                         or (len(data_shape) == len(dims) - 1 and dims[0] == 1)):
             dims[k] = data_shape[k - len(dims) + len(data_shape)]
             notes.append(f"input '{d.name}': dynamic dimension {k} ('{label}') fixed to {dims[k]} from its data")
         else:
