@@ -118,7 +118,8 @@ def check_outputs(outputs: Mapping[str, Mapping[str, Any]], limits: Mapping[str,
             fails.append(_cosine_failure(name, m, limits["cosine"]))
         if limits.get("sqnr_db") is not None and m["sqnr_db"] < limits["sqnr_db"]:
             steps = f", max error {m['max_abs_err_steps']:.1f} quantization steps" if "max_abs_err_steps" in m else ""
-            fails.append(f"output '{name}': SQNR {m['sqnr_db']:.2f} dB over all samples < {limits['sqnr_db']} dB{steps}")
+            sqnr = f"{m['sqnr_db']:.2f}" if round(m["sqnr_db"], 2) < limits["sqnr_db"] else f"{m['sqnr_db']:.5f}"
+            fails.append(f"output '{name}': SQNR {sqnr} dB over all samples < {limits['sqnr_db']} dB{steps}")
     return fails
 
 
