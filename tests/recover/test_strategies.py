@@ -111,3 +111,23 @@ def test_a_qat_model_is_not_recovered_by_requantizing(tmp_path, photos):
     saved = json.loads((tmp_path / "r" / "recovery.json").read_text())
     assert "quantization-aware" in saved["stopped"] == result.stopped
     assert "stopped after the baseline: the model is quantization-aware" in recovery_summary(result)
+
+
+def test_recover_takes_the_input_flags_of_convert(tmp_path, capsys):
+    """A VAD with a rank-0 sample rate: --input-value reaches the baseline (from the user's ONNX) and is not applied
+    again to the attempts made from the baseline's model.onnx, where sr is already folded (new-user report)."""
+    import numpy as np
+
+    from tests.models import vad_onnx
+
+    vad_onnx(tmp_path / "vad.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.standard_normal((16, 32)).astype(np.float32),
+             state=(rng.standard_normal((16, 2, 1, 8)) * 0.5).astype(np.float32))
+    code = main(["recover", str(tmp_path / "vad.onnx"), "-o", str(tmp_path / "r"), "--data", str(tmp_path / "d.npz"),
+                 "--verify-data", str(tmp_path / "d.npz"), "--input-value", "sr=16000", "--strategies", "baseline,weight-rounding", "--thresholds",
+                 str(_impossible(tmp_path))])
+    doc = json.loads((tmp_path / "r" / "recovery.json").read_text())
+    assert code == 1, capsys.readouterr()
+    assert [a["strategy"] for a in doc["attempts"]] == ["baseline", "weight-rounding"]
+    assert all("error" not in a for a in doc["attempts"]), doc["attempts"]

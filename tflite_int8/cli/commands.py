@@ -208,7 +208,8 @@ def recover(args: argparse.Namespace) -> int:
                          verify_views=args.verify_views, seed=args.seed, task=args.task,
                          head_fix=not args.no_head_fix, decode=args.decode, blank=args.blank,
                          mask_threshold=args.mask_threshold, input_shapes=shapes_from_args(args.input_shape),
-                         thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
+                         input_layouts=pairs_from_args(args.input_layout, "--input-layout"),
+                         input_values=pairs_from_args(args.input_value, "--input-value"), thresholds=args.thresholds, allow_float_ops=args.allow_float_ops,
                          float_layers=args.float_layers, workers=args.workers,
                          max_latency_ratio=args.max_latency_ratio, force=args.force,
                          strategies=[n.strip() for n in args.strategies.split(",") if n.strip()] if args.strategies

@@ -226,6 +226,8 @@ def _add_recover(sub: Any) -> None:
     r.add_argument("--data", action="append", metavar="[NAME=]PATH",
                    help=f"calibration data: {DATA_HELP} (default: the bundled photos)")
     r.add_argument("--input-shape", action="append", type=_input_shape, metavar="NAME:DIMS", help=SHAPE_HELP)
+    r.add_argument("--input-layout", action="append", type=_input_layout, metavar="NAME:LAYOUT", help=LAYOUT_HELP)
+    r.add_argument("--input-value", action="append", type=_input_value, metavar="NAME=VALUE", help=VALUE_HELP)
     r.add_argument("--views", type=int, default=1, help="calibration views per photo (default 1)")
     r.add_argument("--verify-data", action="append", metavar="[NAME=]PATH",
                    help="held-out verification data, as --data (default: the bundled photos)")

@@ -107,6 +107,8 @@ class Context:
     task: str = "auto"  # convert's task, head_fix and decode: the same for every attempt
     head_fix: bool = True
     decode: str = "model"
+    input_layouts: Mapping[str, str] | None = None  # convert's: every attempt
+    input_values: Mapping[str, Any] | None = None  # convert's: the user's model only (the baseline's ONNX has them)
     baseline: Conversion | None = None
     baseline_layers: list[dict[str, Any]] = field(default_factory=list)
     _samples: list | None = None
@@ -176,7 +178,8 @@ def _converted(ctx: Context, source: Any, *, spec: PreprocessSpec | None = None,
     def make(folder: Path) -> Path:
         conv = convert(source, folder, spec=spec or ctx.spec, data=ctx.data,
                        views=ctx.views if views is None else views, seed=ctx.seed, recipe=recipe,
-                       input_shapes=ctx.input_shapes, progress=ctx.progress, **settings)
+                       input_shapes=ctx.input_shapes, input_layouts=ctx.input_layouts,
+                       input_values=None if from_baseline else ctx.input_values, progress=ctx.progress, **settings)
         return conv.out_dir / tflite if tflite else conv.int8_path
     return make
 
@@ -301,13 +304,14 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
             head_fix: bool = True, decode: str = "model", blank: int = 0, mask_threshold: float = 0.5,
             allow_float_ops: bool = False, float_layers: int = 3, workers: int = 1,
             max_latency_ratio: float | None = MAX_LATENCY_RATIO, force: bool = False,
-            input_shapes: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
+            input_shapes: Mapping[str, Any] | None = None, input_layouts: Mapping[str, str] | None = None,
+            input_values: Mapping[str, Any] | None = None, strategies: Sequence[str] | None = None,
             progress: Progress | None = None, ray: str | None = None, ray_timeout: float = RAY_TIMEOUT,
             rounding_iterations: int = ROUNDING_ITERATIONS) -> RecoveryResult:
     """Convert, verify, and on failure try the strategies in order until one passes within the latency budget.
 
     ``max_latency_ratio``: the slowest an attempt may be, as a multiple of the baseline int8 file's latency
-    (None: no budget).  ``input_shapes``: fixes an ONNX file's dynamic dimensions (as ``convert``'s).
+    (None: no budget).  ``input_shapes``, ``input_layouts``, ``input_values``: as ``convert``'s.
     ``rounding_iterations``: optimisation steps per block of the ``adaround`` strategy (its run time grows with it).
     ``ray``: a Ray cluster (``local``, ``auto``, an address) runs the strategies after the baseline at once
     (:mod:`.concurrent`): same rows, winner and files as in order; the output folder must be on a filesystem every
@@ -334,7 +338,7 @@ def recover(model: Any, out_dir: str | Path, *, spec: PreprocessSpec | None = No
         check_ray(ray, ray_timeout)
     with staging(out, force) as stage, executor(ray, ray_timeout) as ex:
         ctx = Context(model, stage, spec, data, views, seed, float_layers, progress, max_latency_ratio,
-                      input_shapes, rounding_iterations, task, head_fix, decode)
+                      input_shapes, rounding_iterations, task, head_fix, decode, input_layouts, input_values)
         todo = [s for s in STRATEGIES if (allow_float_ops or not s.needs_consent) and s.name in chosen]
         rows = [_stepped(todo[0], ctx, checks, diagnose=allow_float_ops)]  # the baseline
         ctx.baseline = read_conversion(stage / "baseline")  # every later strategy starts from it
