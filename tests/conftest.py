@@ -44,8 +44,9 @@ OPT_IN = {"arm64": "opt-in: pytest --arm64 (needs root, debootstrap, qemu-user-s
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    # The real-model (slow) tests first: xdist hands out whole files in this order (--dist loadfile), so the longest
-    # start at once, beside the short ones, instead of forming the suite's tail.
+    # The real-model (slow) tests first: xdist hands out whole files in this order (--dist loadfile with
+    # --no-loadscope-reorder; by default it orders files by their number of tests), so the longest start at once,
+    # beside the short ones, instead of forming the suite's tail.
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for marker, reason in OPT_IN.items():
         if config.getoption(f"--{marker}"):
